@@ -1,0 +1,30 @@
+"""Conveyor steps: pure AI logic (classification, retrieval, generation, safety) with no Kafka in sight.
+
+Each step implements :class:`steps.base.Step`; :data:`STEPS` maps step names to their classes.
+"""
+
+from steps.base import FatalStepError, RetryableStepError, Step, StepContext, StepError, StepModel, Turn
+from steps.classification import Classification
+from steps.generation import Generation
+from steps.resources import ResourceConfig, Resources
+from steps.retrieval import Retrieval
+from steps.safety import Safety
+
+STEPS: dict[str, type] = {cls.name: cls for cls in (Classification, Retrieval, Generation, Safety)}
+
+__all__ = [
+    "STEPS",
+    "Classification",
+    "FatalStepError",
+    "Generation",
+    "ResourceConfig",
+    "Resources",
+    "Retrieval",
+    "RetryableStepError",
+    "Safety",
+    "Step",
+    "StepContext",
+    "StepError",
+    "StepModel",
+    "Turn",
+]

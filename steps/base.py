@@ -1,0 +1,115 @@
+"""The step contract: what every step in ``steps/`` implements.
+
+A step is a class with a unique ``name``, pydantic ``Input`` and ``Output`` models and an
+async ``run(input, ctx)`` returning an ``Output``. ``__init__`` takes only JSON-able
+configuration; heavy loading (models, indexes) goes in ``warm_up(resources)``, which the
+runtime calls once per process before the step sees its first message.
+
+A branching step puts its route in a ``route`` field of its ``Output`` (a ``Literal``), and the
+pipeline graph maps route values to the next step. Steps never import Kafka or Faust: they
+see plain models in and out, so they can be tested in milliseconds.
+
+Errors (raise them from ``run``; ``streams.policy`` decides what happens next)::
+
+    StepError
+    ├── RetryableStepError   transient (HTTP 429/5xx, timeouts): retried with backoff
+    └── FatalStepError       the input can never succeed: no retry, straight to failed + DLQ
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from steps.resources import Resources
+
+__all__ = [
+    "FatalStepError",
+    "RetryableStepError",
+    "Step",
+    "StepContext",
+    "StepError",
+    "StepModel",
+    "Turn",
+    "UsageRecord",
+]
+
+
+class StepError(Exception):
+    """Root of the errors a step raises on purpose."""
+
+
+class RetryableStepError(StepError):
+    """A transient failure: the runtime retries the step with exponential backoff."""
+
+
+class FatalStepError(StepError):
+    """A failure that retrying cannot fix: the request fails and its message goes to the DLQ."""
+
+
+class StepModel(BaseModel):
+    """Base for step Input/Output models: inputs ignore the envelope fields they do not use."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Turn(BaseModel):
+    """One exchange of a conversation, as kept in the session history."""
+
+    request_id: str
+    question: str
+    answer: str
+    sources: list[str] = []
+    passages: list[dict[str, Any]] = []
+
+
+@dataclass
+class UsageRecord:
+    """Tokens and cost of one model call made by a step."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+@dataclass
+class StepContext:
+    """What a step knows about the request besides its input.
+
+    ``deadline`` is an absolute ``time.time()`` value or ``None``; ``history`` is the
+    session's conversation so far (filled only for steps that declare ``uses_history``).
+    """
+
+    request_id: str
+    tenant: str = "default"
+    session: str | None = None
+    deadline: float | None = None
+    history: list[Turn] = field(default_factory=list)
+    usage: list[UsageRecord] = field(default_factory=list)
+
+    def record_usage(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        """Record one model call; the runtime turns these into metrics, spans and the cost ledger."""
+        self.usage.append(UsageRecord(model, input_tokens, output_tokens, cost_usd))
+
+    def time_left(self) -> float | None:
+        """Seconds until the request's deadline, or ``None`` when it has none."""
+        return None if self.deadline is None else self.deadline - time.time()
+
+
+@runtime_checkable
+class Step(Protocol):
+    """The interface the runtime drives. See the module docstring."""
+
+    name: ClassVar[str]
+    Input: ClassVar[type[StepModel]]
+    Output: ClassVar[type[StepModel]]
+    uses_history: ClassVar[bool]
+
+    async def warm_up(self, resources: Resources) -> None: ...
+
+    async def run(self, input: Any, ctx: StepContext) -> Any: ...

@@ -1,0 +1,254 @@
+"""Generation providers: an OpenAI-compatible HTTP client and an offline extractive generator.
+
+Both implement :class:`Provider`. The HTTP provider speaks ``POST {base_url}/chat/completions``
+(OpenAI, vLLM, Ollama's ``/v1``, llama.cpp server). The extractive provider needs no LLM: it
+answers with the sentences of the retrieved passages closest to the question, each tagged with
+its ``[n]`` citation, and says it does not know when nothing relevant was retrieved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from steps.base import FatalStepError, RetryableStepError, Turn
+from steps.embedding import AsyncEmbedder
+
+__all__ = [
+    "Completion",
+    "ExtractiveProvider",
+    "GenerationRequest",
+    "OpenAIProvider",
+    "Provider",
+    "SYSTEM_PROMPT",
+    "cited_numbers",
+]
+
+SYSTEM_PROMPT = (
+    "You are a support assistant. Answer only from the numbered sources in the user message and cite "
+    "them as [n]. If the sources do not answer the question, say you don't know. Be concise."
+)
+NO_ANSWER = "I don't know: the knowledge base has nothing relevant to this question."
+
+
+@dataclass
+class GenerationRequest:
+    """What the generation step asks a provider for."""
+
+    question: str
+    passages: list[dict[str, Any]]
+    history: list[Turn] = field(default_factory=list)
+    intent: str = "howto"
+    max_tokens: int = 400
+
+
+@dataclass
+class Completion:
+    text: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    passages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Provider(Protocol):
+    model: str
+
+    async def generate(self, request: GenerationRequest) -> Completion: ...
+
+    async def close(self) -> None: ...
+
+
+def cited_numbers(text: str, limit: int) -> list[int]:
+    """The distinct ``[n]`` citation numbers in ``text`` that refer to one of ``limit`` sources."""
+    seen: list[int] = []
+    for match in re.finditer(r"\[(\d+)\]", text):
+        n = int(match.group(1))
+        if 1 <= n <= limit and n not in seen:
+            seen.append(n)
+    return seen
+
+
+def render_sources(passages: list[dict[str, Any]]) -> str:
+    return "\n\n".join(f"[{i}] {p['title']} ({p['source']})\n{p['text']}" for i, p in enumerate(passages, 1))
+
+
+class OpenAIProvider:
+    """Chat completions over HTTP. 429/5xx/timeouts are retryable; other 4xx are fatal."""
+
+    def __init__(self, base_url: str, model: str, api_key: str = "", timeout_s: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+        self._sessions: dict[asyncio.AbstractEventLoop, Any] = {}
+
+    def _session(self) -> Any:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            # limit=0: the default 100 connections would cap a step's concurrency
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            self._sessions[loop] = session
+        return session
+
+    def messages(self, request: GenerationRequest) -> list[dict[str, str]]:
+        msgs = [{"role": "system", "content": SYSTEM_PROMPT}]
+        for turn in request.history:
+            msgs.append({"role": "user", "content": turn.question})
+            msgs.append({"role": "assistant", "content": turn.answer})
+        if request.passages:
+            content = f"Sources:\n{render_sources(request.passages)}\n\nQuestion: {request.question}"
+        else:
+            content = request.question
+        msgs.append({"role": "user", "content": content})
+        return msgs
+
+    async def generate(self, request: GenerationRequest) -> Completion:
+        import aiohttp
+
+        payload = {
+            "model": self.model,
+            "messages": self.messages(request),
+            "max_tokens": request.max_tokens,
+            "temperature": 0,
+        }
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        url = f"{self.base_url}/chat/completions"
+        try:
+            async with self._session().post(
+                url, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+            ) as resp:
+                body = await resp.text()
+                if resp.status in (408, 409, 429) or resp.status >= 500:
+                    raise RetryableStepError(f"LLM at {url} answered HTTP {resp.status}: {body[:200]}")
+                if resp.status >= 400:
+                    raise FatalStepError(
+                        f"LLM at {url} refused the request with HTTP {resp.status}: {body[:200]} "
+                        "(check CONVEYOR_LLM_MODEL and CONVEYOR_LLM_API_KEY)"
+                    )
+                data = await resp.json(content_type=None)
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            raise RetryableStepError(f"LLM at {url} unreachable: {exc!r}") from exc
+        try:
+            text = data["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError) as exc:
+            raise FatalStepError(f"LLM at {url} returned no choices[0].message.content: {str(data)[:200]}") from exc
+        usage = data.get("usage") or {}
+        return Completion(
+            text=text.strip(),
+            model=self.model,  # the configured name: it keys the price table
+            input_tokens=int(usage.get("prompt_tokens", 0)),
+            output_tokens=int(usage.get("completion_tokens", 0)),
+            passages=request.passages,
+        )
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            if not session.closed:
+                await session.close()
+        self._sessions.clear()
+
+
+_ROLE = re.compile(r":[\w:+-]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+_DIRECTIVE = re.compile(r"^\s*\.\. [\w:-]+::.*$", re.MULTILINE)
+_FOLLOW_UP = re.compile(r"^(and|but|also|so|then|what about|how about|why|ok|okay)\b|\b(it|that|this|them|those|these)\b", re.I)
+
+
+def clean_markup(text: str) -> str:
+    """Readable text from reST/Markdown: roles unwrapped, directives and literal quotes dropped."""
+    text = _ROLE.sub(r"\1", text)
+    text = _DIRECTIVE.sub("", text)
+    text = text.replace("``", "").replace("**", "")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z`\"'(])", clean_markup(text))
+    return [s.strip() for s in parts if 25 <= len(s.strip()) <= 400 and _prose(s)]
+
+
+def _prose(sentence: str) -> bool:
+    """Leave out interpreter sessions, literal blocks and other code-heavy fragments."""
+    if ">>>" in sentence or "..." in sentence or sentence.rstrip().endswith("::"):
+        return False
+    letters = sum(ch.isalpha() or ch == " " for ch in sentence)
+    return letters / len(sentence) >= 0.85
+
+
+_SMALLTALK_REPLIES = (
+    (re.compile(r"\b(thank|thanks|thx|cheers|appreciate)", re.I), "You're welcome! Ask me anything else about Python."),
+    (re.compile(r"\b(bye|goodbye|see you|good night)\b", re.I), "Goodbye! Come back with any Python question."),
+    (
+        re.compile(r"\b(who|what) are you\b|\byour name\b|\bwhat can you do\b|\brobot\b", re.I),
+        "I'm Conveyor's offline assistant: I answer Python questions from the Python documentation, with citations.",
+    ),
+    (re.compile(r"\b(hi|hello|hey|howdy|good (morning|afternoon|evening))\b", re.I),
+     "Hello! I answer questions about Python from its documentation. What would you like to know?"),
+)
+
+
+def smalltalk_reply(text: str) -> str:
+    for pattern, reply in _SMALLTALK_REPLIES:
+        if pattern.search(text):
+            return reply
+    return "I'm here for Python questions: ask how to do something, what a feature means, or paste an error."
+
+
+class ExtractiveProvider:
+    """Offline generator: the best-matching retrieved sentences, in document order, with ``[n]`` tags."""
+
+    model = "conveyor-extractive"
+
+    def __init__(self, embedder: AsyncEmbedder, max_sentences: int = 3, min_score: float = 0.3) -> None:
+        self.embedder = embedder
+        self.max_sentences = max_sentences
+        self.min_score = min_score
+
+    def _count(self, text: str) -> int:
+        counter = getattr(self.embedder.embedder, "count_tokens", None)
+        return int(counter(text)) if counter else len(text.split())
+
+    async def generate(self, request: GenerationRequest) -> Completion:
+        passages = list(request.passages)
+        query = request.question
+        if request.history and (len(query.split()) <= 8 or _FOLLOW_UP.search(query)):
+            last = request.history[-1]
+            query = f"{last.question} {query}"  # a follow-up is read in the context of the last question
+            known = {p["source"] for p in passages}
+            passages += [p for p in last.passages if p["source"] not in known]
+        if request.intent == "smalltalk":
+            text = smalltalk_reply(request.question)
+            return await self._completion(text, request.question, [])
+        candidates = [(i, s) for i, p in enumerate(passages) for s in split_sentences(p["text"])]
+        if not candidates:
+            return await self._completion(NO_ANSWER, request.question, [])
+        vectors = await self.embedder.embed([query] + [s for _, s in candidates])
+        scores = vectors[1:] @ vectors[0]
+        best = [int(k) for k in np.argsort(-scores) if scores[k] >= self.min_score][: self.max_sentences]
+        if not best:
+            return await self._completion(NO_ANSWER, request.question, [])
+        best.sort(key=lambda k: (candidates[k][0], k))  # document order reads better
+        used: list[int] = []
+        parts: list[str] = []
+        for k in best:
+            i, sentence = candidates[k]
+            if i not in used:
+                used.append(i)
+            parts.append(f"{sentence} [{used.index(i) + 1}]")
+        cited = [passages[i] for i in used]
+        return await self._completion(" ".join(parts), request.question, cited)
+
+    async def _completion(self, text: str, question: str, cited: list[dict[str, Any]]) -> Completion:
+        prompt = question + "".join(p["text"] for p in cited)
+        tokens_in, tokens_out = await self.embedder.run_sync(lambda: (self._count(prompt), self._count(text)))
+        return Completion(text=text, model=self.model, input_tokens=tokens_in, output_tokens=tokens_out, passages=cited)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,72 @@
+"""Shared, heavy things that steps use: the embedder, the retrieval index, the LLM provider.
+
+One :class:`Resources` per worker process: loaded once, shared by every step in it, so
+four steps do not load the model four times. Built from plain configuration, so
+``streams`` can create it from its settings without ``steps`` knowing about them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from steps.embedding import AsyncEmbedder, MiniLMEmbedder
+
+if TYPE_CHECKING:
+    from steps.generation import Provider
+    from steps.index import VectorIndex
+
+__all__ = ["Resources", "ResourceConfig"]
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """JSON-able configuration of the shared resources."""
+
+    index_dir: Path
+    corpus_path: Path | None = None
+    llm_provider: str = "extractive"
+    llm_base_url: str = "http://127.0.0.1:8000/v1"
+    llm_api_key: str = ""
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 60.0
+    llm_max_tokens: int = 400
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+class Resources:
+    """Lazily loaded, loop-safe holders of the process-wide models and clients."""
+
+    def __init__(self, config: ResourceConfig) -> None:
+        self.config = config
+        self.embedder = AsyncEmbedder(MiniLMEmbedder())
+        self._index: VectorIndex | None = None
+        self._provider: Provider | None = None
+        self._index_lock = asyncio.Lock()
+
+    async def index(self) -> VectorIndex:
+        """The retrieval index (loaded from the disk cache, or built once off the event loop)."""
+        if self._index is None:
+            async with self._index_lock:
+                if self._index is None:
+                    from steps.index import load_or_build
+
+                    self._index = await self.embedder.run_sync(
+                        load_or_build, self.config.index_dir, self.embedder.embedder, self.config.corpus_path
+                    )
+        return self._index
+
+    def provider(self) -> Provider:
+        """The generation provider named by the configuration."""
+        if self._provider is None:
+            from steps.generation import make_provider
+
+            self._provider = make_provider(self.config, self.embedder)
+        return self._provider
+
+    async def close(self) -> None:
+        if self._provider is not None:
+            await self._provider.close()
+        self.embedder.close()
