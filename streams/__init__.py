@@ -1,0 +1,52 @@
+"""Conveyor's dataflow: pipelines of steps compiled to Faust stream processors on Kafka topics.
+
+Reading order: ``app`` (settings, app factory) → ``topics`` → ``envelope`` (wire formats) →
+``graph`` (pipeline specs) → ``topology`` (graph → Faust agents) → ``processor`` (one message)
+→ ``policy`` → ``metrics`` / ``tracing`` → ``worker`` → ``broker`` / ``tansu`` (embedded broker)
+→ ``client`` / ``cli``.
+
+Nothing is imported eagerly beyond light modules: Faust loads only when an app is built.
+"""
+
+from streams.app import Settings, create_app
+from streams.broker import EmbeddedBroker
+from streams.client import Client
+from streams.envelope import DeadLetter, Envelope, Request, Result
+from streams.errors import (
+    BrokerError,
+    BrokerStartError,
+    BrokerUnreachableError,
+    ConfigError,
+    ConveyorError,
+    EnvelopeDecodeError,
+    GraphError,
+    ResultTimeoutError,
+)
+from streams.graph import END, REJECT, SUPPORT, GraphSpec, Node, Policy, load_spec, validate
+
+__all__ = [
+    "END",
+    "REJECT",
+    "SUPPORT",
+    "BrokerError",
+    "BrokerStartError",
+    "BrokerUnreachableError",
+    "Client",
+    "ConfigError",
+    "ConveyorError",
+    "DeadLetter",
+    "EmbeddedBroker",
+    "Envelope",
+    "EnvelopeDecodeError",
+    "GraphError",
+    "GraphSpec",
+    "Node",
+    "Policy",
+    "Request",
+    "Result",
+    "ResultTimeoutError",
+    "Settings",
+    "create_app",
+    "load_spec",
+    "validate",
+]

@@ -1,0 +1,153 @@
+"""Settings (flags, then ``CONVEYOR_*`` variables, then defaults) and the Faust app factory.
+
+Nothing is built at import time: ``Settings()`` reads the environment when called and
+``create_app`` makes a new ``faust.App`` each call, so tests can run many apps side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.errors import ConfigError
+
+__all__ = ["Settings", "create_app"]
+
+DEFAULT_CONCURRENCY = {"classification": 8, "retrieval": 8, "generation": 32, "safety": 8}
+# USD per million (input, output) tokens; extend with CONVEYOR_PRICES='{"model": [in, out]}'
+DEFAULT_PRICES = {
+    "conveyor-extractive": (0.0, 0.0),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+}
+
+
+class Settings(BaseSettings):
+    """Every knob of Conveyor; each is a CLI flag (kebab-case) and a ``CONVEYOR_<NAME>`` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", frozen=True, extra="ignore")
+
+    broker: str = "localhost:9092"
+    pipeline: str = "support"
+    steps: tuple[str, ...] = ()
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9108
+    partitions: int = Field(4, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    embedded: Literal["auto", "yes", "no"] = "auto"
+    max_text_chars: int = Field(8000, ge=1)
+    default_deadline_ms: int | None = Field(None, gt=0)
+    concurrency: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
+    history_turns: int = Field(6, ge=0)
+    index_dir: Path = Path.home() / ".cache" / "conveyor" / "index"
+    corpus: Path | None = None
+    data_dir: Path = Path(".conveyor") / "data"
+    llm_provider: Literal["extractive", "openai"] = "extractive"
+    llm_base_url: str = "http://127.0.0.1:8000/v1"
+    llm_api_key: SecretStr = SecretStr("")
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 60.0
+    llm_max_tokens: int = 400
+    prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    ssl_cafile: Path | None = None
+    worker_name: str = ""
+    log_level: str = "warning"
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _split_steps(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(s.strip() for s in value.split(",") if s.strip())
+        return value
+
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().removeprefix("kafka://").rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"broker {server!r} must be HOST:PORT (comma-separated for several)")
+        return value
+
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip().removeprefix("kafka://") for s in self.broker.split(",")]
+
+    def concurrency_for(self, step: str) -> int:
+        return max(1, int(self.concurrency.get(step, 4)))
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Security settings for aiokafka clients (producers/consumers outside Faust)."""
+        kwargs: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            kwargs.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value(),
+            )
+        if self.security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        return kwargs
+
+
+def _faust_credentials(settings: Settings) -> Any:
+    import faust
+
+    ssl_context = settings.client_kwargs().get("ssl_context")
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            mechanism=settings.sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    if ssl_context is not None:
+        return faust.SSLCredentials(ssl_context)
+    return None
+
+
+def create_app(settings: Settings, app_id: str, *, embedded: bool) -> Any:
+    """A Faust app for one step (its own consumer group and tables).
+
+    ``embedded`` applies the embedded-broker settings and fixes from ``streams.tansu``.
+    """
+    import faust
+
+    if not app_id.replace("-", "").replace(".", "").isalnum():
+        raise ConfigError(f"app id {app_id!r} may hold only letters, digits, '-' and '.'")
+    datadir = settings.data_dir / app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = dict(
+        broker=[f"kafka://{s}" for s in settings.bootstrap_servers()],
+        broker_credentials=_faust_credentials(settings),
+        store="memory://",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        web_enabled=False,
+        autodiscover=False,
+        table_standby_replicas=0,
+    )
+    if embedded:
+        from streams import tansu
+
+        options.update(tansu.FAUST_SETTINGS)
+    app = faust.App(app_id, **options)
+    if embedded:
+        from streams import tansu
+
+        tansu.apply(app)
+    return app

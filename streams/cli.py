@@ -1,0 +1,211 @@
+"""The ``conveyor`` command (DESIGN.md §3). Exit 2 for usage errors, 1 for runtime errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import orjson
+
+from streams.errors import ConveyorError
+
+__all__ = ["main"]
+
+
+def settings_from(**flags: Any) -> Any:
+    """Settings from flags (when given), then CONVEYOR_* variables, then defaults."""
+    from pydantic import ValidationError
+
+    from streams.app import Settings
+
+    try:
+        return Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise click.UsageError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from None
+
+
+def broker_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--broker", help="HOST:PORT of Kafka (env CONVEYOR_BROKER, default localhost:9092)")(fn)
+
+
+def run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Conveyor: AI workflows as Kafka stream processors."""
+
+
+@cli.command()
+@click.option("--port", type=int, default=9092, show_default=True)
+def broker(port: int) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, memory-only) in the foreground."""
+    from streams.broker import EmbeddedBroker
+
+    b = EmbeddedBroker(port)
+    try:
+        b.start()
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"embedded broker on {b.bootstrap} (memory only; Ctrl-C stops it)", err=True)
+    try:
+        b.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()
+
+
+def _worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--pipeline", help="pipeline to run (default support)")(fn)
+    fn = click.option("--steps", help="comma-separated components to run: ingress, a pipeline node, ledger (default all)")(fn)
+    fn = click.option("--metrics-port", type=int, help="port of /metrics (default 9108; 0 picks a free one)")(fn)
+    fn = click.option("--metrics-host", help="address /metrics binds (default 127.0.0.1)")(fn)
+    fn = click.option("--llm-provider", type=click.Choice(["extractive", "openai"]), help="generation provider")(fn)
+    fn = click.option("--log-level", help="debug, info, warning (default), error")(fn)
+    return broker_option(fn)
+
+
+@cli.command()
+@_worker_options
+def worker(**flags: Any) -> None:
+    """Run the pipeline's step processors (all, or only --steps) against --broker."""
+    from streams.worker import run_worker
+
+    try:
+        run_worker(settings_from(**flags))
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command()
+@click.option("--port", type=int, default=9092, show_default=True, help="broker port")
+@_worker_options
+def up(port: int, **flags: Any) -> None:
+    """Dev default: the embedded broker plus one worker (metrics on :9108)."""
+    from streams.broker import EmbeddedBroker
+    from streams.worker import run_worker
+
+    flags["broker"] = f"127.0.0.1:{port}"
+    settings = settings_from(**flags)
+    b = EmbeddedBroker(port)
+    try:
+        b.start()
+        click.echo(f"embedded broker on {b.bootstrap}; starting the worker", err=True)
+        run_worker(settings)
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        b.stop()
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), required=False)
+@click.option("--index-dir", type=click.Path(path_type=Path), help="where indexes are cached")
+def index(path: Path | None, index_dir: Path | None) -> None:
+    """Build the retrieval index of a folder of Markdown/reST/HTML/text files (default: the Python docs)."""
+    import time
+
+    from steps.embedding import MiniLMEmbedder
+    from steps.index import default_corpus, load_or_build
+
+    settings = settings_from(index_dir=index_dir)
+    started = time.time()
+    if path is None:
+        click.echo(f"corpus: {default_corpus()[0]}", err=True)
+    idx = load_or_build(settings.index_dir, MiniLMEmbedder(), path)
+    click.echo(f"{len(idx)} passages indexed from {idx.corpus} in {time.time() - started:.1f}s (cache: {settings.index_dir})")
+    if path is not None:
+        click.echo(f"serve it with: CONVEYOR_CORPUS={path.resolve()} conveyor worker")
+
+
+@cli.command()
+@click.argument("file", type=click.File("rb"), default="-")
+@broker_option
+def publish(file: Any, broker: str | None) -> None:
+    """Publish JSON-lines requests from FILE (or stdin), with a progress bar."""
+    from streams.client import Client
+
+    lines = [line for line in file.read().splitlines() if line.strip()]
+    try:
+        requests = [orjson.loads(line) for line in lines]
+    except orjson.JSONDecodeError as exc:
+        raise click.UsageError(f"{file.name}: not JSON lines ({exc})") from None
+
+    async def go() -> list[str]:
+        async with Client(settings_from(broker=broker)) as client:
+            with click.progressbar(length=len(requests), label="publishing", file=sys.stderr) as bar:
+                done = [0]
+
+                def tick(n: int) -> None:
+                    bar.update(n - done[0])
+                    done[0] = n
+
+                return await client.publish(requests, on_sent=tick)
+
+    for rid in run(go()):
+        click.echo(rid)
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--session", help="session id: follow-ups in one session share history")
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--timeout", type=float, default=60.0, show_default=True)
+@broker_option
+def ask(text: str, session: str | None, tenant: str, timeout: float, broker: str | None) -> None:
+    """Publish one request, wait for its result, print answer, citations and per-step figures."""
+    from streams.demo import ask_one, print_result
+
+    result, spans = run(ask_one(settings_from(broker=broker), {"text": text, "session": session, "tenant": tenant}, timeout))
+    print_result(result, spans)
+    if result.status not in ("ok",):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--follow", is_flag=True, help="keep printing results as they arrive")
+@broker_option
+def results(follow: bool, broker: str | None) -> None:
+    """Print results (JSON lines) from the beginning of conveyor.results."""
+    from streams.client import Client
+    from streams.topics import RESULTS
+
+    async def go() -> None:
+        async with Client(settings_from(broker=broker)) as client:
+            async for _, value in client.read(RESULTS, None, None if follow else 3.0):
+                click.echo(value.decode("utf-8", "replace"))
+
+    try:
+        run(go())
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option("--workers", type=int, default=1, show_default=True, help="worker processes to start")
+@click.option("--timeout", type=float, default=240.0, show_default=True, help="seconds to wait for the results")
+def demo(workers: int, timeout: float) -> None:
+    """The whole thing on the embedded broker: sample requests end to end, with a summary table."""
+    from streams.demo import run_demo
+
+    try:
+        sys.exit(run_demo(workers=workers, timeout_s=timeout))
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def main() -> None:
+    cli(prog_name="conveyor")
+
+
+if __name__ == "__main__":
+    main()

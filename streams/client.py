@@ -1,0 +1,146 @@
+"""A small Kafka client for Conveyor's topics: publish requests, wait for results, read spans.
+
+Any Kafka client can do the same (see README); this one backs the CLI and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator, Callable, Iterable
+
+import orjson
+
+from streams.app import Settings
+from streams.envelope import Request, Result, new_request_id
+from streams.errors import ResultTimeoutError
+from streams.topics import REQUESTS, RESULTS, TRACES
+
+__all__ = ["Client"]
+
+
+def request_key(request: dict[str, Any]) -> bytes | None:
+    """``tenant/session`` when the request names a session (keeps a session on one partition)."""
+    if isinstance(request.get("session"), str):
+        return f"{request.get('tenant') or 'default'}/{request['session']}".encode()
+    rid = request.get("id")
+    return rid.encode() if isinstance(rid, str) else None
+
+
+class Client:
+    """Async context manager holding one producer; consumers are made per read."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: Any = None
+
+    async def __aenter__(self) -> Client:
+        from aiokafka import AIOKafkaProducer
+
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers(), acks="all", linger_ms=5, **self.settings.client_kwargs()
+        )
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+
+    async def publish(self, requests: Iterable[dict[str, Any]], on_sent: Callable[[int], None] | None = None) -> list[str]:
+        """Publish requests (an id is added where missing); returns their ids in order."""
+        futures, ids = [], []
+        for raw in requests:
+            request = dict(raw)
+            request.setdefault("id", new_request_id())
+            Request.model_validate(request)  # fail early on the client side, with the field named
+            ids.append(request["id"])
+            futures.append(await self._producer.send(REQUESTS, orjson.dumps(request), key=request_key(request)))
+        for i, fut in enumerate(futures, 1):
+            await fut
+            if on_sent:
+                on_sent(i)
+        return ids
+
+    async def publish_raw(self, value: bytes, key: bytes | None = None) -> None:
+        await self._producer.send_and_wait(REQUESTS, value, key=key)
+
+    async def positions(self, topic: str) -> dict[Any, int]:
+        """Current end offsets of ``topic``; read from here to see only what comes next."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers(), **self.settings.client_kwargs())
+        await consumer.start()
+        try:
+            parts = None
+            for _ in range(50):
+                parts = consumer.partitions_for_topic(topic)
+                if parts:
+                    break
+                await consumer._client.force_metadata_update()
+                await asyncio.sleep(0.1)
+            tps = [TopicPartition(topic, p) for p in sorted(parts or [])]
+            return dict(await consumer.end_offsets(tps)) if tps else {}
+        finally:
+            await consumer.stop()
+
+    async def read(self, topic: str, start: dict[Any, int] | None = None, timeout_s: float | None = None) -> AsyncIterator[tuple[bytes | None, bytes]]:
+        """(key, value) of ``topic`` from ``start`` (None: from the beginning), until ``timeout_s``."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers(), enable_auto_commit=False,
+            fetch_max_wait_ms=100, **self.settings.client_kwargs(),
+        )
+        await consumer.start()
+        try:
+            if start is None:
+                start = {TopicPartition(topic, p): 0 for p in sorted(await self._partitions(consumer, topic))}
+            consumer.assign(list(start))
+            for tp, offset in start.items():
+                consumer.seek(tp, offset)
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while deadline is None or time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for record in records:
+                        yield record.key, record.value
+        finally:
+            await consumer.stop()
+
+    @staticmethod
+    async def _partitions(consumer: Any, topic: str) -> set[int]:
+        for _ in range(50):
+            parts = consumer.partitions_for_topic(topic)
+            if parts:
+                return set(parts)
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        return {0}
+
+    async def results(self, ids: Iterable[str], start: dict[Any, int] | None, timeout_s: float) -> dict[str, Result]:
+        """Wait for one result per id (the first seen wins); raises ResultTimeoutError on timeout."""
+        wanted = set(ids)
+        found: dict[str, Result] = {}
+        async for _, value in self.read(RESULTS, start, timeout_s):
+            result = Result.model_validate_json(value)
+            if result.id in wanted and result.id not in found:
+                found[result.id] = result
+                if len(found) == len(wanted):
+                    return found
+        missing = sorted(wanted - set(found))
+        raise ResultTimeoutError(
+            f"{len(missing)} of {len(wanted)} results did not arrive within {timeout_s:.0f}s (first: {missing[:3]}); "
+            "is a worker running against this broker (`conveyor worker`)? Check its log."
+        )
+
+    async def spans(self, trace_ids: Iterable[str], start: dict[Any, int] | None, timeout_s: float, expect: int) -> list[dict[str, Any]]:
+        """Spans of the given traces, read until ``expect`` spans or ``timeout_s``."""
+        wanted = set(trace_ids)
+        out: list[dict[str, Any]] = []
+        async for _, value in self.read(TRACES, start, timeout_s):
+            span = orjson.loads(value)
+            if span.get("trace_id") in wanted:
+                out.append(span)
+                if len(out) >= expect:
+                    break
+        return out

@@ -1,0 +1,181 @@
+"""Wire formats (DESIGN.md §2): requests, results, dead letters and the envelope between steps.
+
+All JSON, UTF-8, encoded with orjson and validated with pydantic. :func:`decode` raises
+:class:`~streams.errors.EnvelopeDecodeError` with a reason fit for the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import Any, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
+
+from streams.errors import EnvelopeDecodeError
+
+__all__ = [
+    "Citation",
+    "DeadLetter",
+    "Envelope",
+    "Request",
+    "Result",
+    "SafetyReport",
+    "Status",
+    "Usage",
+    "decode",
+    "encode",
+    "new_request_id",
+]
+
+Status = Literal["ok", "blocked", "rejected", "failed", "timeout", "pending_approval"]
+M = TypeVar("M", bound=BaseModel)
+
+
+def new_request_id() -> str:
+    return f"r-{uuid.uuid4().hex[:16]}"
+
+
+class Request(BaseModel):
+    """A request on ``conveyor.requests``. Only ``text`` is required; unknown fields go to ``metadata``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr | None = Field(None, min_length=1, max_length=200)
+    text: StrictStr = Field(min_length=1)
+    tenant: StrictStr = Field("default", min_length=1, max_length=200)
+    session: StrictStr | None = Field(None, min_length=1, max_length=200)
+    pipeline: StrictStr = "support"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    deadline_ms: StrictInt | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_unknown_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields)
+        extra = {k: v for k, v in data.items() if k not in known}
+        if not extra:
+            return data
+        metadata = data.get("metadata")
+        merged = {**extra, **metadata} if isinstance(metadata, dict) else extra
+        return {**{k: v for k, v in data.items() if k in known}, "metadata": merged}
+
+    def session_key(self) -> str:
+        """The partitioning key of every pipeline topic: ``tenant/session``, else the request id."""
+        return f"{self.tenant}/{self.session}" if self.session else str(self.id)
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cost_usd = round(self.cost_usd + cost_usd, 10)
+
+
+class Citation(BaseModel):
+    source: str
+    title: str
+    score: float
+
+
+class SafetyReport(BaseModel):
+    verdict: Literal["allow", "redact", "block"]
+    flags: list[str] = []
+
+
+class Result(BaseModel):
+    """The one final answer to a request, on ``conveyor.results`` keyed by request id."""
+
+    id: str
+    status: Status
+    answer: str | None = None
+    citations: list[Citation] = []
+    route: list[str] = []
+    intent: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    latency_ms: float = 0.0
+    trace_id: str | None = None
+    safety: SafetyReport | None = None
+    error: str | None = None
+
+
+class DeadLetter(BaseModel):
+    """A message no step could handle, with where it came from and why (``conveyor.dlq``)."""
+
+    value: str
+    value_encoding: Literal["utf-8", "base64"]
+    key: str | None = None
+    topic: str
+    partition: int
+    offset: int
+    pipeline: str | None = None
+    step: str
+    request_id: str | None = None
+    error_class: str
+    error: str
+    attempts: int = 0
+    timestamp: float = Field(default_factory=time.time)
+
+    @staticmethod
+    def text_of(raw: bytes | None) -> tuple[str, Literal["utf-8", "base64"]]:
+        raw = raw or b""
+        try:
+            return raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+class Envelope(BaseModel):
+    """What travels between steps: the request, the route so far and every step's output."""
+
+    request: Request
+    trace_id: str
+    published_at: float
+    deadline: float | None = None
+    route: list[str] = []
+    state: dict[str, Any] = {}
+    usage: Usage = Field(default_factory=Usage)
+
+    def step_input(self) -> dict[str, Any]:
+        r = self.request
+        return {"text": r.text, "tenant": r.tenant, "session": r.session, "metadata": r.metadata, **self.state}
+
+
+def encode(model: BaseModel) -> bytes:
+    return orjson.dumps(model.model_dump(mode="json"))
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(message)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def decode(raw: bytes | None, model: type[M]) -> M:
+    """Parse and validate ``raw``; raises EnvelopeDecodeError saying what is wrong (and the id if known)."""
+    if raw is None:
+        raise EnvelopeDecodeError("empty message (null value)")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeDecodeError(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EnvelopeDecodeError(f"expected a JSON object, got {type(data).__name__}")
+    request_id = data.get("id") if isinstance(data.get("id"), str) else None
+    if request_id is None and isinstance(data.get("request"), dict):
+        rid = data["request"].get("id")
+        request_id = rid if isinstance(rid, str) else None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise EnvelopeDecodeError(f"invalid {model.__name__}: {_reason(exc)}", request_id) from None

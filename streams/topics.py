@@ -1,0 +1,48 @@
+"""Every Kafka resource Conveyor uses: topic names (DESIGN.md §1) and the Faust tables.
+
+Topics carry raw bytes: Conveyor decodes values itself (``streams.envelope``) so a malformed
+message reaches the dead-letter topic instead of being swallowed by Faust's decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "COST_LEDGER",
+    "DLQ",
+    "LEDGER",
+    "REQUESTS",
+    "REQUEST_STATE",
+    "RESULTS",
+    "SESSION_HISTORY",
+    "TRACES",
+    "raw_topic",
+    "step_topic",
+    "table",
+]
+
+REQUESTS = "conveyor.requests"
+RESULTS = "conveyor.results"
+DLQ = "conveyor.dlq"
+TRACES = "conveyor.traces"
+LEDGER = "conveyor.ledger"  # cost entries keyed by tenant, folded into the cost-ledger table
+
+REQUEST_STATE = "request-state"  # per step app: request id -> route, output, attempts
+SESSION_HISTORY = "session-history"  # generation app: tenant/session -> last turns
+COST_LEDGER = "cost-ledger"  # ledger app: tenant -> totals
+
+
+def step_topic(pipeline: str, node: str) -> str:
+    """Input topic of a pipeline node: ``conveyor.<pipeline>.<node>``."""
+    return f"conveyor.{pipeline}.{node}"
+
+
+def raw_topic(app: Any, name: str, partitions: int | None = None) -> Any:
+    """A Faust topic whose keys and values are bytes, undecoded."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=partitions)
+
+
+def table(app: Any, name: str, partitions: int) -> Any:
+    """A changelogged table with JSON values, co-partitioned with the app's input topic."""
+    return app.Table(name, default=None, partitions=partitions, key_type=str)

@@ -1,0 +1,61 @@
+"""Execution traces: one span per step execution, sent to ``conveyor.traces`` keyed by trace id.
+
+Attribute names follow the OpenTelemetry GenAI conventions where one exists
+(``gen_ai.request.model``, ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from steps.base import UsageRecord
+
+__all__ = ["StepTrace", "worker_name"]
+
+
+def worker_name(configured: str = "") -> str:
+    return configured or f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class StepTrace:
+    """The span of one step execution; ``to_dict`` is what goes on the wire."""
+
+    trace_id: str
+    request_id: str
+    pipeline: str
+    step: str
+    worker: str
+    started_at: float
+    queue_s: float
+    attempt: int = 0
+    ended_at: float = 0.0
+    status: str = "ok"
+    error: str | None = None
+    route: str | None = None
+    usage: list[UsageRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        model = self.usage[-1].model if self.usage else None
+        return {
+            "trace_id": self.trace_id,
+            "request_id": self.request_id,
+            "pipeline": self.pipeline,
+            "step": self.step,
+            "attempt": self.attempt,
+            "worker": self.worker,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "queue_s": round(self.queue_s, 6),
+            "processing_s": round(max(0.0, self.ended_at - self.started_at), 6),
+            "status": self.status,
+            "error": self.error,
+            "route": self.route,
+            "gen_ai.request.model": model,
+            "gen_ai.usage.input_tokens": sum(u.input_tokens for u in self.usage),
+            "gen_ai.usage.output_tokens": sum(u.output_tokens for u in self.usage),
+            "cost_usd": round(sum(u.cost_usd for u in self.usage), 10),
+        }
