@@ -76,7 +76,10 @@ class MiniLMEmbedder:
             except ImportError as exc:  # pragma: no cover - install problem
                 raise EmbedderUnavailableError(f"{exc}: run `pip install -e .` (or `make demo`)") from exc
             tok = Tokenizer.from_file(str(_tokenizer_path()))
-            self._counter = Tokenizer.from_file(str(_tokenizer_path()))  # no truncation: for token counts
+            counter = Tokenizer.from_file(str(_tokenizer_path()))  # for token counts: whole texts
+            counter.no_truncation()
+            counter.no_padding()
+            self._counter = counter
             tok.enable_truncation(max_length=self.max_length)
             tok.enable_padding(pad_id=0, pad_token="[PAD]")
             options = ort.SessionOptions()

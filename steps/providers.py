@@ -157,15 +157,27 @@ class OpenAIProvider:
 
 
 _ROLE = re.compile(r":[\w:+-]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
-_DIRECTIVE = re.compile(r"^\s*\.\. [\w:-]+::.*$", re.MULTILINE)
+_DIRECTIVE = re.compile(r"^\s*\.\. ")
+_FIELD = re.compile(r"^\s*:[\w -]+:(\s|$)")
 _FOLLOW_UP = re.compile(r"^(and|but|also|so|then|what about|how about|why|ok|okay)\b|\b(it|that|this|them|those|these)\b", re.I)
 
 
 def clean_markup(text: str) -> str:
-    """Readable text from reST/Markdown: roles unwrapped, directives and literal quotes dropped."""
-    text = _ROLE.sub(r"\1", text)
-    text = _DIRECTIVE.sub("", text)
-    text = text.replace("``", "").replace("**", "")
+    """Readable prose from reST/Markdown: directive blocks and field lists dropped, roles unwrapped."""
+    kept: list[str] = []
+    in_directive = False
+    for line in text.splitlines():
+        if _DIRECTIVE.match(line):
+            in_directive = True  # the directive line and its options/arguments, up to a blank line
+            continue
+        if in_directive and line.strip():
+            continue
+        in_directive = False
+        if _FIELD.match(line) or line.lstrip().startswith(("**Source code:**", "Source code:")):
+            continue
+        kept.append(line)
+    text = _ROLE.sub(r"\1", "\n".join(kept))
+    text = text.replace("``", "").replace("**", "").replace("::", ":")
     return re.sub(r"\s+", " ", text).strip()
 
 

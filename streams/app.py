@@ -7,10 +7,10 @@ Nothing is built at import time: ``Settings()`` reads the environment when calle
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.errors import ConfigError
 
@@ -33,7 +33,7 @@ class Settings(BaseSettings):
 
     broker: str = "localhost:9092"
     pipeline: str = "support"
-    steps: tuple[str, ...] = ()
+    steps: Annotated[tuple[str, ...], NoDecode] = ()
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
     partitions: int = Field(4, ge=1)

@@ -89,14 +89,16 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: 
 
 
 def _print_table(results: list[Result], samples: list[dict[str, Any]]) -> None:
-    header = f"{'id':<8} {'intent':<10} {'route':<34} {'status':<9} {'latency':>8} {'tokens':>9} {'cost $':>9}  first citation"
+    header = (f"{'id':<8} {'intent':<10} {'route':<24} {'status':<9} {'safety':<7} {'latency':>8} {'tokens':>9} "
+              f"{'cost $':>9}  first citation")
     click.echo(header)
     click.echo("-" * len(header))
     for r, sample in zip(results, samples):
-        route = "→".join(step[:5] for step in r.route)
+        route = ">".join(step[:4] for step in r.route)
         tokens = f"{r.usage.input_tokens}+{r.usage.output_tokens}"
         cite = r.citations[0].source if r.citations else ""
-        click.echo(f"{r.id[-7:]:<8} {r.intent or '-':<10} {route:<34} {r.status:<9} {r.latency_ms:>6.0f}ms {tokens:>9} "
+        verdict = r.safety.verdict if r.safety else "-"
+        click.echo(f"{r.id[-7:]:<8} {r.intent or '-':<10} {route:<24} {r.status:<9} {verdict:<7} {r.latency_ms:>6.0f}ms {tokens:>9} "
                    f"{r.usage.cost_usd:>9.6f}  {cite}")
     click.echo("")
     for r, sample in zip(results, samples):

@@ -93,6 +93,8 @@ def validate(spec: GraphSpec, registry: dict[str, type]) -> GraphSpec:
             raise GraphError(f"{at}: name is used by more than one node")
         if node.step not in registry:
             raise GraphError(f"{at}: step {node.step!r} is not a known step; known: {sorted(registry)}")
+    for i, node in enumerate(spec.nodes):
+        at = f"{where}, nodes[{i}] ({node.name!r})"
         if node.next is not None and node.routes is not None:
             raise GraphError(f"{at}: give either next or routes, not both")
         for target in node.targets():

@@ -1,0 +1,129 @@
+"""Shared fixtures: a small real corpus, warmed steps, and an OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from steps import Classification, Generation, ResourceConfig, Resources, Retrieval, Safety
+from steps.corpus import PYTHON_DOCS
+
+CORPUS_FILES = (
+    "library/json.rst.txt",
+    "library/subprocess.rst.txt",
+    "library/smtplib.rst.txt",
+    "tutorial/datastructures.rst.txt",
+    "tutorial/errors.rst.txt",
+    "howto/sorting.rst.txt",
+    "reference/compound_stmts.rst.txt",
+)
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few real pages of the Python 3.11 docs (Debian's python3.11-doc), copied to a temp folder."""
+    if not PYTHON_DOCS.is_dir():
+        raise RuntimeError(
+            f"{PYTHON_DOCS} is missing: run `make test`, which installs Debian's python3.11-doc, "
+            "or `apt-get install python3.11-doc`"
+        )
+    root = tmp_path_factory.mktemp("corpus")
+    for rel in CORPUS_FILES:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PYTHON_DOCS / rel, root / rel)
+    return root
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("index")
+
+
+@pytest.fixture(scope="session")
+def warm(corpus_dir: Path, index_dir: Path) -> dict[str, Any]:
+    """Steps warmed once on real models and the small real corpus."""
+    resources = Resources(ResourceConfig(index_dir=index_dir, corpus_path=corpus_dir))
+    steps = {s.name: s for s in (Classification(), Retrieval(), Generation(), Safety())}
+
+    async def go() -> None:
+        for step in steps.values():
+            await step.warm_up(resources)
+
+    asyncio.run(go())
+    return {"resources": resources, **steps}
+
+
+class FakeLLM:
+    """An OpenAI-compatible chat-completions server on 127.0.0.1, run in a thread.
+
+    The requested model name picks the behaviour: ``ok`` answers citing [1]; ``flaky`` fails
+    with 503 on its first two calls; ``refuse`` answers 400; ``slow`` sleeps 2 s.
+    """
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.requests: list[dict[str, Any]] = []
+        self.calls: dict[str, int] = {}
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeLLM:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def _serve(self) -> None:
+        from aiohttp import web
+
+        async def completions(request: web.Request) -> web.Response:
+            body = await request.json()
+            self.requests.append(body)
+            model = body["model"]
+            n = self.calls[model] = self.calls.get(model, 0) + 1
+            if model == "flaky" and n <= 2:
+                return web.json_response({"error": "overloaded"}, status=503)
+            if model == "refuse":
+                return web.json_response({"error": {"message": "unknown model"}}, status=400)
+            if model == "slow":
+                await asyncio.sleep(2)
+            return web.json_response({
+                "id": "cmpl-1", "object": "chat.completion", "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Use reversed() or list.reverse() [1]."},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 120, "completion_tokens": 12, "total_tokens": 132},
+            })
+
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_post("/v1/chat/completions", completions)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._ready.set()
+
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLM]:
+    server = FakeLLM().start()
+    yield server
+    server.stop()

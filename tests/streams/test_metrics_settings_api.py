@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import steps
+import streams
+from streams.app import Settings
+from streams.metrics import Metrics
+
+DESIGN_METRICS = {
+    "conveyor_step_messages_total", "conveyor_step_processing_seconds", "conveyor_step_queue_seconds",
+    "conveyor_step_inflight", "conveyor_step_retries_total", "conveyor_dlq_messages_total",
+    "conveyor_request_latency_seconds", "conveyor_tokens_total", "conveyor_cost_usd_total", "conveyor_consumer_lag",
+}
+
+
+def test_every_design_metric_is_exported() -> None:
+    m = Metrics()
+    m.declare("support", "generation")
+    m.record_usage("support", "generation", "acme", "gpt-4o-mini", 10, 2, 0.001)
+    m.dlq.labels("support", "generation", "KeyError").inc()
+    m.request_latency.labels("support", "ok").observe(0.2)
+    m.lag.labels("conveyor.support.generation", "0").set(3)
+    text = m.exposition().decode()
+    names = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    counters = {f"{n}_total" for n in names if f"# TYPE {n} counter" in text}
+    assert DESIGN_METRICS <= names | counters
+    assert 'conveyor_cost_usd_total{model="gpt-4o-mini",pipeline="support",step="generation",tenant="acme"} 0.001' in text
+
+
+def test_tenant_label_is_bounded() -> None:
+    m = Metrics()
+    labels = {m.tenant_label(f"t{i}") for i in range(500)}
+    assert len(labels) == 101 and "other" in labels
+
+
+def test_settings_from_env_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_BROKER", "kafka.internal:9093")
+    monkeypatch.setenv("CONVEYOR_STEPS", "generation, safety")
+    monkeypatch.setenv("CONVEYOR_CONCURRENCY", '{"generation": 64}')
+    s = Settings()
+    assert s.bootstrap_servers() == ["kafka.internal:9093"]
+    assert s.steps == ("generation", "safety") and s.concurrency_for("generation") == 64
+    assert Settings(broker="other:1").broker == "other:1"  # flags win over the environment
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        Settings(broker="no-port")
+
+
+@pytest.mark.parametrize("module", [streams, steps])
+def test_public_api_is_exactly_all(module: object) -> None:
+    public = {n for n in dir(module) if not n.startswith("_")}
+    exported = set(module.__all__)  # type: ignore[attr-defined]
+    assert exported <= public
+    submodules = {n for n in public if type(getattr(module, n)).__name__ == "module"}
+    assert public - submodules == exported
