@@ -63,7 +63,8 @@ class FakeLLM:
     """An OpenAI-compatible chat-completions server on 127.0.0.1, run in a thread.
 
     The requested model name picks the behaviour: ``ok`` answers citing [1]; ``flaky`` fails
-    with 503 on its first two calls; ``refuse`` answers 400; ``slow`` sleeps 2 s.
+    with 503 on its first two calls; ``refuse`` answers 400; ``slow`` sleeps 2 s. A question holding
+    ``please-fail`` is refused with 400 whatever the model.
     """
 
     def __init__(self) -> None:
@@ -93,7 +94,7 @@ class FakeLLM:
             n = self.calls[model] = self.calls.get(model, 0) + 1
             if model == "flaky" and n <= 2:
                 return web.json_response({"error": "overloaded"}, status=503)
-            if model == "refuse":
+            if model == "refuse" or "please-fail" in str(body["messages"][-1]["content"]):
                 return web.json_response({"error": {"message": "unknown model"}}, status=400)
             if model == "slow":
                 await asyncio.sleep(2)
