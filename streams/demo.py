@@ -121,6 +121,48 @@ def _print_steps(spans: list[dict[str, Any]]) -> None:
                    f"{statistics.median(queue):>8.1f}ms {tin:>8}+{tout}")
 
 
+def histogram_p50(expositions: list[str], metric: str) -> dict[str, float]:
+    """Median per step of a histogram summed over workers, interpolated within buckets like histogram_quantile."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[str, dict[float, float]] = {}
+    for exposition in expositions:
+        for family in text_string_to_metric_families(exposition):
+            if family.name != metric:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    per_le = counts.setdefault(sample.labels["step"], {})
+                    le = float(sample.labels["le"])
+                    per_le[le] = per_le.get(le, 0.0) + sample.value
+    out: dict[str, float] = {}
+    for step, per_le in counts.items():
+        rows = sorted(per_le.items())
+        total = rows[-1][1]
+        if not total:
+            continue
+        rank, lower, below = total / 2, 0.0, 0.0
+        for le, count in rows:
+            if count >= rank:
+                upper = le if le != float("inf") else lower
+                out[step] = lower + (upper - lower) * ((rank - below) / max(count - below, 1e-9))
+                break
+            lower, below = le, count
+    return out
+
+
+def _print_metrics(ports: list[int]) -> None:
+    texts = []
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            texts.append(resp.read().decode())
+    work = histogram_p50(texts, "conveyor_step_processing_seconds")
+    queue = histogram_p50(texts, "conveyor_step_queue_seconds")
+    click.echo("\np50 from /metrics (histogram buckets): " + ", ".join(
+        f"{step} work {work[step] * 1000:.0f} ms / queue {queue.get(step, 0) * 1000:.0f} ms"
+        for step in STEP_ORDER if step in work))
+
+
 def run_demo(workers: int = 1, timeout_s: float = 240.0, samples: list[dict[str, Any]] | None = None) -> int:
     """Start broker and workers, run the samples, print results and per-step figures, stop all."""
     from steps.embedding import MiniLMEmbedder
@@ -158,6 +200,7 @@ def run_demo(workers: int = 1, timeout_s: float = 240.0, samples: list[dict[str,
         click.echo("")
         _print_table(results, batch)
         _print_steps(spans)
+        _print_metrics(ports)
         click.echo(f"\n{len(results)} results in {time.time() - started:.1f}s in all (logs in {run_dir}/)")
         return 0
     finally:

@@ -55,3 +55,14 @@ def test_public_api_is_exactly_all(module: object) -> None:
     assert exported <= public
     submodules = {n for n in public if type(getattr(module, n)).__name__ == "module"}
     assert public - submodules == exported
+
+
+def test_histogram_p50_matches_the_observations() -> None:
+    from streams.demo import histogram_p50
+
+    a, b = Metrics(), Metrics()
+    for m, values in ((a, [0.003] * 5), (b, [0.3] * 4 + [0.003])):
+        for v in values:
+            m.processing.labels("support", "generation").observe(v)
+    p50 = histogram_p50([a.exposition().decode(), b.exposition().decode()], "conveyor_step_processing_seconds")
+    assert 0.0025 <= p50["generation"] <= 0.005  # 6 of 10 observations are 3 ms

@@ -1,0 +1,58 @@
+"""README examples and the CLI, run for real against the session broker and worker."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", Path("README.md").read_text(), re.S)
+
+
+def test_readme_any_client_example_runs(broker: Any, worker: Any) -> None:
+    (block,) = [b for b in readme_python_blocks() if "confluent_kafka" in b]
+    rid = f"readme-{uuid.uuid4().hex[:6]}"
+    code = (block.replace("localhost:9092", broker.bootstrap).replace('"r-1"', f'"{rid}"')
+            .replace('"my-app"', f'"readme-{rid}"'))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "[1]" in out.stdout  # the answer, with its citation
+
+
+def test_cli_ask_prints_answer_citations_and_steps(broker: Any, worker: Any) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "ask", "How do I send an email with smtplib?", "--broker", broker.bootstrap],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "status: ok" in out.stdout and "[1] library/smtplib.html" in out.stdout
+    for step in ("classification", "retrieval", "generation", "safety"):
+        assert re.search(rf"^\s+{step}\s+queue", out.stdout, re.M), out.stdout
+
+
+def test_cli_publish_and_results(broker: Any, worker: Any, tmp_path: Path) -> None:
+    rid = f"cli-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "reqs.jsonl").write_text(f'{{"id": "{rid}", "text": "Hello!"}}\n')
+    pub = subprocess.run([sys.executable, "-m", "streams.cli", "publish", str(tmp_path / "reqs.jsonl"), "--broker", broker.bootstrap],
+                         capture_output=True, text=True, timeout=60)
+    assert pub.returncode == 0 and pub.stdout.strip() == rid, pub.stderr
+    for _ in range(30):
+        res = subprocess.run([sys.executable, "-m", "streams.cli", "results", "--broker", broker.bootstrap],
+                             capture_output=True, text=True, timeout=60)
+        if rid in res.stdout:
+            break
+    assert f'"id":"{rid}","status":"ok"' in res.stdout
+
+
+def test_cli_usage_errors_exit_2() -> None:
+    out = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--broker", "no-port"], capture_output=True, text=True)
+    assert out.returncode == 2 and "HOST:PORT" in out.stderr
