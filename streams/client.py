@@ -71,15 +71,8 @@ class Client:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers(), **self.settings.client_kwargs())
         await consumer.start()
         try:
-            parts = None
-            for _ in range(50):
-                parts = consumer.partitions_for_topic(topic)
-                if parts:
-                    break
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.1)
-            tps = [TopicPartition(topic, p) for p in sorted(parts or [])]
-            return dict(await consumer.end_offsets(tps)) if tps else {}
+            tps = [TopicPartition(topic, p) for p in sorted(await self._partitions(consumer, topic))]
+            return dict(await consumer.end_offsets(tps))
         finally:
             await consumer.stop()
 
@@ -109,6 +102,7 @@ class Client:
 
     @staticmethod
     async def _partitions(consumer: Any, topic: str) -> set[int]:
+        """The topic's partitions (asking for metadata creates it on brokers that auto-create)."""
         for _ in range(50):
             parts = consumer.partitions_for_topic(topic)
             if parts:

@@ -106,13 +106,17 @@ class WorkerProcess:
                 self.proc.wait()
 
 
+def worker_env(corpus_dir: Path, index_dir: Path, data_dir: Path) -> dict[str, str]:
+    return {"CONVEYOR_CORPUS": str(corpus_dir), "CONVEYOR_INDEX_DIR": str(index_dir),
+            "CONVEYOR_DATA_DIR": str(data_dir), "CONVEYOR_LOG_LEVEL": "info"}
+
+
 @pytest.fixture
 def start_worker(tmp_path: Path, corpus_dir: Path, built_index: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
     def start(broker: EmbeddedBroker, *args: str, **env: str) -> WorkerProcess:
-        base = {"CONVEYOR_CORPUS": str(corpus_dir), "CONVEYOR_INDEX_DIR": str(built_index),
-                "CONVEYOR_DATA_DIR": str(tmp_path / f"data-{len(started)}"), "CONVEYOR_LOG_LEVEL": "info"}
+        base = worker_env(corpus_dir, built_index, tmp_path / f"data-{len(started)}")
         w = WorkerProcess(broker.bootstrap, tmp_path / f"worker-{len(started)}.log", {**base, **env}, list(args))
         started.append(w)
         return w
@@ -126,9 +130,7 @@ def start_worker(tmp_path: Path, corpus_dir: Path, built_index: Path) -> Iterato
 def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, built_index: Path) -> Iterator[WorkerProcess]:
     """One worker running the whole support pipeline on the session broker."""
     tmp = tmp_path_factory.mktemp("worker")
-    env = {"CONVEYOR_CORPUS": str(corpus_dir), "CONVEYOR_INDEX_DIR": str(built_index),
-           "CONVEYOR_DATA_DIR": str(tmp / "data"), "CONVEYOR_LOG_LEVEL": "info"}
-    w = WorkerProcess(broker.bootstrap, tmp / "worker.log", env, []).wait_ready()
+    w = WorkerProcess(broker.bootstrap, tmp / "worker.log", worker_env(corpus_dir, built_index, tmp / "data"), []).wait_ready()
     yield w
     w.stop()
 

@@ -147,3 +147,25 @@ def test_spans_trace_every_step(broker: Any, worker: Any) -> None:
     assert gen["gen_ai.request.model"] == "conveyor-extractive" and gen["gen_ai.usage.output_tokens"] > 0
     assert all(s["processing_s"] >= 0 and s["queue_s"] >= 0 and s["status"] == "ok" for s in mine)
     assert mine[0]["route"] == "retrieval"
+
+
+def test_deadline_passed_gives_timeout_result(broker: Any, worker: Any) -> None:
+    rid = uid("late")
+    (result,) = exchange(broker.bootstrap, [{"id": rid, "text": "How do I sort a list?", "deadline_ms": 1}]).values()
+    assert result.status == "timeout" and result.answer is None
+    assert "deadline" in (result.error or "")
+
+
+def test_request_without_id_gets_a_generated_one(broker: Any, worker: Any) -> None:
+    async def go() -> Result:
+        async with Client(Settings(broker=broker.bootstrap)) as client:
+            start = await client.positions("conveyor.results")
+            await client.publish_raw(orjson.dumps({"text": "Hi!", "channel": "web", "tenant": "noid"}))
+            async for _, value in client.read("conveyor.results", start, 60):
+                r = Result.model_validate_json(value)
+                if r.intent == "smalltalk" and r.id.startswith("r-"):
+                    return r
+        raise AssertionError("no result for the request without id")
+
+    result = asyncio.run(go())
+    assert result.status == "ok" and len(result.id) > 2
