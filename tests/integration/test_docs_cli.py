@@ -56,3 +56,40 @@ def test_cli_publish_and_results(broker: Any, worker: Any, tmp_path: Path) -> No
 def test_cli_usage_errors_exit_2() -> None:
     out = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--broker", "no-port"], capture_output=True, text=True)
     assert out.returncode == 2 and "HOST:PORT" in out.stderr
+
+
+def test_cli_broker_starts_is_detected_and_stops_cleanly() -> None:
+    import asyncio
+    import signal
+    import time
+
+    from streams.broker import free_port, port_open
+    from streams.tansu import EMBEDDED_CLUSTER_ID, cluster_id, is_embedded
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "broker", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        servers = [f"127.0.0.1:{port}"]
+        assert asyncio.run(cluster_id(servers)) == EMBEDDED_CLUSTER_ID
+        assert asyncio.run(is_embedded("auto", servers)) and not asyncio.run(is_embedded("no", servers))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert not port_open("127.0.0.1", port)  # the port is free once the command returns
+
+
+def test_cli_index_builds_a_users_folder(tmp_path: Path) -> None:
+    import os
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "deploy.md").write_text("# Deploying\n\n" + "Run conveyor worker on each host to add capacity. " * 8)
+    (docs / "faq.rst").write_text("FAQ\n===\n\n" + "Results are keyed by request id on conveyor.results. " * 8)
+    env = {**os.environ, "CONVEYOR_INDEX_DIR": str(tmp_path / "idx")}
+    out = subprocess.run([sys.executable, "-m", "streams.cli", "index", str(docs)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^2 passages indexed", out.stdout, re.M) and "CONVEYOR_CORPUS=" in out.stdout
