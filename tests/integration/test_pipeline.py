@@ -169,3 +169,43 @@ def test_request_without_id_gets_a_generated_one(broker: Any, worker: Any) -> No
 
     result = asyncio.run(go())
     assert result.status == "ok" and len(result.id) > 2
+
+
+def test_every_group_commits_what_it_processed(broker: Any, worker: Any) -> None:
+    """Manual acks from concurrent tasks still end in commits at the end of each input partition."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.tansu import true_highwaters
+
+    exchange(broker.bootstrap, [{"text": f"How do I sort a list? ({i})", "session": uid("c")} for i in range(8)])
+    groups = {
+        "conveyor-ingress": "conveyor.requests",
+        "conveyor-support-classification": "conveyor.support.classification",
+        "conveyor-support-retrieval": "conveyor.support.retrieval",
+        "conveyor-support-generation": "conveyor.support.generation",
+        "conveyor-support-safety": "conveyor.support.safety",
+        "conveyor-ledger": "conveyor.ledger",
+    }
+
+    async def lagging() -> dict[str, int]:
+        behind = {}
+        for group, topic in groups.items():
+            consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                tps = [TopicPartition(topic, p) for p in sorted(await Client._partitions(consumer, topic))]
+                assert len(tps) == 4
+                ends = await true_highwaters([broker.bootstrap], tps)
+                committed = {tp: (await consumer.committed(tp)) or 0 for tp in tps}
+            finally:
+                await consumer.stop()
+            assert sum(ends.values()) > 0, topic
+            behind[group] = sum(ends[tp] - committed[tp] for tp in tps)
+        return behind
+
+    deadline = time.monotonic() + 30
+    behind = asyncio.run(lagging())
+    while any(behind.values()) and time.monotonic() < deadline:
+        time.sleep(1)
+        behind = asyncio.run(lagging())
+    assert behind == {g: 0 for g in groups}
