@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources as importlib_resources
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 
@@ -76,10 +76,10 @@ class Classification:
     Output: ClassVar[type[StepModel]] = ClassificationOutput
     uses_history: ClassVar[bool] = False
 
-    def __init__(self, min_confidence: float = 0.35) -> None:
-        self.min_confidence = min_confidence
-        self._head: object | None = None
-        self._labels: list[str] = []
+    def __init__(self, unsure_below: float = 0.55) -> None:
+        self.unsure_below = unsure_below
+        self._head: Any = None
+        self._labels: list[Intent] = []
         self._resources: Resources | None = None
 
     async def warm_up(self, resources: Resources) -> None:
@@ -95,23 +95,23 @@ class Classification:
 
         head = LogisticRegression(C=10.0, max_iter=2000)
         head.fit(vectors, labels)
-        self._labels = list(head.classes_)
+        self._labels = [cast(Intent, label) for label in head.classes_]
         return head
 
     async def run(self, input: ClassificationInput, ctx: StepContext) -> ClassificationOutput:
-        intent = rule_intent(input.text)
-        if intent is not None:
-            return ClassificationOutput(intent=intent, confidence=1.0, route=INTENT_ROUTES[intent], method="rules")
+        ruled = rule_intent(input.text)
+        if ruled is not None:
+            return ClassificationOutput(intent=ruled, confidence=1.0, route=INTENT_ROUTES[ruled], method="rules")
         if self._resources is None or self._head is None:
             raise RuntimeError("Classification.warm_up() must run before run()")
         vector = await self._resources.embedder.embed([input.text])
-        probs = self._head.predict_proba(vector)[0]  # type: ignore[attr-defined]
+        probs = self._head.predict_proba(vector)[0]
         best = int(np.argmax(probs))
-        intent = self._labels[best]  # type: ignore[assignment]
+        intent = self._labels[best]
         confidence = float(probs[best])
         # An unsure non-question verdict on something phrased as a question is treated as a question:
         # answering a question is cheaper than refusing a user by mistake.
-        if INTENT_ROUTES[intent] != "question" and confidence < self.min_confidence + 0.2 and "?" in input.text:
+        if INTENT_ROUTES[intent] != "question" and confidence < self.unsure_below and "?" in input.text:
             intent = "howto"
         return ClassificationOutput(
             intent=intent, confidence=round(confidence, 4), route=INTENT_ROUTES[intent], method="model"

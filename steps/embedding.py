@@ -12,7 +12,7 @@ import importlib.util
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -60,9 +60,9 @@ class MiniLMEmbedder:
         self.batch_size = batch_size
         self.threads = threads
         self._lock = threading.Lock()
-        self._session: object | None = None
-        self._tokenizer: object | None = None
-        self._counter: object | None = None
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._counter: Any = None
 
     def load(self) -> None:
         """Load the tokenizer and the ONNX session (about 0.3 s); idempotent."""
@@ -93,7 +93,7 @@ class MiniLMEmbedder:
     def count_tokens(self, text: str) -> int:
         """Word-piece token count (used for usage accounting of the offline generator)."""
         self.load()
-        return len(self._counter.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts``; batches are formed from length-sorted texts (about 1.5x faster)."""
@@ -108,11 +108,11 @@ class MiniLMEmbedder:
         return out
 
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
-        enc = self._tokenizer.encode_batch(batch)  # type: ignore[attr-defined]
+        enc = self._tokenizer.encode_batch(batch)
         ids = np.array([e.ids for e in enc], dtype=np.int64)
         mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = self._session.run(None, feeds)[0]  # type: ignore[attr-defined]
+        hidden = self._session.run(None, feeds)[0]
         m = mask[..., None].astype(np.float32)
         vec = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
         return vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources as importlib_resources
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -62,8 +62,8 @@ class Safety:
         self.injection_threshold = injection_threshold
         self.toxicity_threshold = toxicity_threshold
         self._resources: Resources | None = None
-        self._injection_head: object | None = None
-        self._toxicity: object | None = None
+        self._injection_head: Any = None
+        self._toxicity: Any = None
 
     async def warm_up(self, resources: Resources) -> None:
         self._resources = resources
@@ -86,8 +86,8 @@ class Safety:
         return head, predict_prob
 
     def _score(self, vectors: np.ndarray, texts: list[str]) -> tuple[float, list[float]]:
-        injection = float(self._injection_head.predict_proba(vectors[:1])[0][1])  # type: ignore[attr-defined]
-        toxicity = [float(p) for p in self._toxicity(texts)]  # type: ignore[operator]
+        injection = float(self._injection_head.predict_proba(vectors[:1])[0][1])
+        toxicity = [float(p) for p in self._toxicity(texts)]
         return injection, toxicity
 
     async def run(self, input: SafetyInput, ctx: StepContext) -> SafetyOutput:

@@ -36,13 +36,13 @@ class Settings(BaseSettings):
     steps: Annotated[tuple[str, ...], NoDecode] = ()
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
-    partitions: int = Field(4, ge=1)
-    replication_factor: int = Field(1, ge=1)
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
     embedded: Literal["auto", "yes", "no"] = "auto"
-    max_text_chars: int = Field(8000, ge=1)
-    default_deadline_ms: int | None = Field(None, gt=0)
+    max_text_chars: int = Field(default=8000, ge=1)
+    default_deadline_ms: int | None = Field(default=None, gt=0)
     concurrency: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
-    history_turns: int = Field(6, ge=0)
+    history_turns: int = Field(default=6, ge=0)
     index_dir: Path = Path.home() / ".cache" / "conveyor" / "index"
     corpus: Path | None = None
     data_dir: Path = Path(".conveyor") / "data"

@@ -93,7 +93,7 @@ def _print_table(results: list[Result], samples: list[dict[str, Any]]) -> None:
               f"{'cost $':>9}  first citation")
     click.echo(header)
     click.echo("-" * len(header))
-    for r, sample in zip(results, samples):
+    for r in results:
         route = ">".join(step[:4] for step in r.route)
         tokens = f"{r.usage.input_tokens}+{r.usage.output_tokens}"
         cite = r.citations[0].source if r.citations else ""
@@ -101,7 +101,7 @@ def _print_table(results: list[Result], samples: list[dict[str, Any]]) -> None:
         click.echo(f"{r.id[-7:]:<8} {r.intent or '-':<10} {route:<24} {r.status:<9} {verdict:<7} {r.latency_ms:>6.0f}ms {tokens:>9} "
                    f"{r.usage.cost_usd:>9.6f}  {cite}")
     click.echo("")
-    for r, sample in zip(results, samples):
+    for r, sample in zip(results, samples, strict=True):
         text = r.answer or r.error or ""
         click.echo(f"{r.id[-7:]}  Q: {_short(sample['text'], 70)}\n         A: {_short(text, 150)}")
 
@@ -188,7 +188,7 @@ def run_demo(workers: int = 1, timeout_s: float = 240.0, samples: list[dict[str,
             env = {**os.environ, "CONVEYOR_BROKER": broker.bootstrap, "CONVEYOR_METRICS_PORT": str(port)}
             with open(log, "wb") as fh:
                 procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], stdout=fh, stderr=subprocess.STDOUT, env=env))
-        for i, (port, proc) in enumerate(zip(ports, procs)):
+        for i, (port, proc) in enumerate(zip(ports, procs, strict=True)):
             _wait_ready(port, proc, run_dir / f"worker-{i}.log", 180)
         click.echo(f"worker(s) ready after {time.time() - started:.1f}s; metrics on " + ", ".join(f":{p}" for p in ports))
         run_id = uuid.uuid4().hex[:4]

@@ -43,13 +43,13 @@ class Request(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: StrictStr | None = Field(None, min_length=1, max_length=200)
+    id: StrictStr | None = Field(default=None, min_length=1, max_length=200)
     text: StrictStr = Field(min_length=1)
-    tenant: StrictStr = Field("default", min_length=1, max_length=200)
-    session: StrictStr | None = Field(None, min_length=1, max_length=200)
+    tenant: StrictStr = Field(default="default", min_length=1, max_length=200)
+    session: StrictStr | None = Field(default=None, min_length=1, max_length=200)
     pipeline: StrictStr = "support"
     metadata: dict[str, Any] = Field(default_factory=dict)
-    deadline_ms: StrictInt | None = Field(None, gt=0)
+    deadline_ms: StrictInt | None = Field(default=None, gt=0)
 
     @model_validator(mode="before")
     @classmethod

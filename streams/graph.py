@@ -32,12 +32,12 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout_s: float = Field(30.0, gt=0)
-    retries: int = Field(2, ge=0, le=20)
-    backoff_s: float = Field(0.2, ge=0)
-    backoff_max_s: float = Field(5.0, ge=0)
-    jitter: float = Field(0.2, ge=0, le=1)
-    concurrency: int | None = Field(None, ge=1)
+    timeout_s: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=20)
+    backoff_s: float = Field(default=0.2, ge=0)
+    backoff_max_s: float = Field(default=5.0, ge=0)
+    jitter: float = Field(default=0.2, ge=0, le=1)
+    concurrency: int | None = Field(default=None, ge=1)
 
 
 class Node(BaseModel):

@@ -218,9 +218,10 @@ class StepProcessor:
         ctx = StepContext(
             request_id=str(request.id), tenant=request.tenant, session=request.session, deadline=env.deadline
         )
-        history_key = request.session_key() if request.session and self.tables.session_history is not None else None
-        if history_key is not None:
-            ctx.history = [Turn.model_validate(t) for t in (self.tables.session_history.get(history_key) or [])]
+        history = self.tables.session_history
+        history_key = request.session_key() if request.session and history is not None else None
+        if history is not None and history_key is not None:
+            ctx.history = [Turn.model_validate(t) for t in (history.get(history_key) or [])]
         m = self.outputs.metrics
         try:
             step_input = self.step.Input.model_validate(env.step_input())
@@ -269,7 +270,9 @@ class StepProcessor:
             return
         limit = self.outputs.settings.history_turns
         turns = (history + [make_turn(request_id, step_input, output)])[-limit:] if limit else []
-        self.tables.session_history[key] = [t.model_dump(mode="json") for t in turns]
+        table = self.tables.session_history
+        if table is not None:
+            table[key] = [t.model_dump(mode="json") for t in turns]
 
     async def _fail(self, event: Any, env: Envelope, trace: StepTrace, error: BaseException | None, attempts: int, status: str) -> str:
         text = f"{type(error).__name__}: {error}" if error is not None else "unknown error"

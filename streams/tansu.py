@@ -115,8 +115,8 @@ def _install() -> None:
             consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
-    thread_cls._highwaters = _highwaters
-    thread_cls._create_worker_consumer = _create_worker_consumer
+    thread_cls._highwaters = _highwaters  # type: ignore[method-assign]
+    thread_cls._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
     _installed = True
 
 
