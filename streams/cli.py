@@ -163,7 +163,8 @@ def publish(file: Any, broker: str | None) -> None:
 @broker_option
 def ask(text: str, session: str | None, tenant: str, timeout: float, broker: str | None) -> None:
     """Publish one request, wait for its result, print answer, citations and per-step figures."""
-    from streams.demo import ask_one, print_result
+    from streams.demo import ask_one
+    from streams.report import print_result
 
     result, spans = run(ask_one(settings_from(broker=broker), {"text": text, "session": session, "tenant": tenant}, timeout))
     print_result(result, spans)
@@ -188,6 +189,34 @@ def results(follow: bool, broker: str | None) -> None:
         run(go())
     except KeyboardInterrupt:
         pass
+
+
+@cli.command()
+@click.argument("request_id")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="seconds to read conveyor.traces")
+@broker_option
+def trace(request_id: str, timeout: float, broker: str | None) -> None:
+    """Print a request's execution trace as a waterfall with latency, tokens and cost per step."""
+    from streams.client import Client
+    from streams.report import print_waterfall
+    from streams.topics import TRACES
+
+    async def go() -> list[dict[str, Any]]:
+        spans = []
+        async with Client(settings_from(broker=broker)) as client:
+            async for _, value in client.read(TRACES, None, timeout):
+                span = orjson.loads(value)
+                if request_id in (span.get("request_id"), span.get("trace_id")):
+                    spans.append(span)
+        return spans
+
+    spans = run(go())
+    if not spans:
+        raise click.ClickException(f"no spans for {request_id!r} on conveyor.traces (is it a request id or trace id?)")
+    tokens = sum(s["gen_ai.usage.input_tokens"] + s["gen_ai.usage.output_tokens"] for s in spans)
+    click.echo(f"request {spans[0]['request_id']}  trace {spans[0]['trace_id']}  {len(spans)} spans, "
+               f"{tokens} tokens, ${sum(s['cost_usd'] for s in spans):.6f}")
+    print_waterfall(spans)
 
 
 @cli.command()

@@ -277,6 +277,7 @@ class StepProcessor:
     async def _fail(self, event: Any, env: Envelope, trace: StepTrace, error: BaseException | None, attempts: int, status: str) -> str:
         text = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
         trace.error = text
+        log.warning("%s: request %s %s after %d attempt(s): %s", self.node.name, env.request.id, status, attempts, text)
         final: Status = "timeout" if status == "timeout" else "failed"
         await self._finish(env, final, f"{self.node.name}: {text}")
         if final == "failed":

@@ -58,7 +58,7 @@ def test_public_api_is_exactly_all(module: object) -> None:
 
 
 def test_histogram_p50_matches_the_observations() -> None:
-    from streams.demo import histogram_p50
+    from streams.report import histogram_p50
 
     a, b = Metrics(), Metrics()
     for m, values in ((a, [0.003] * 5), (b, [0.3] * 4 + [0.003])):
