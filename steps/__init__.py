@@ -5,16 +5,18 @@ Each step implements :class:`steps.base.Step`; :data:`STEPS` maps step names to 
 
 from steps.base import FatalStepError, RetryableStepError, Step, StepContext, StepError, StepModel, Turn
 from steps.classification import Classification
+from steps.echo import Echo
 from steps.generation import Generation
 from steps.resources import ResourceConfig, Resources
 from steps.retrieval import Retrieval
 from steps.safety import Safety
 
-STEPS: dict[str, type] = {cls.name: cls for cls in (Classification, Retrieval, Generation, Safety)}
+STEPS: dict[str, type] = {cls.name: cls for cls in (Classification, Retrieval, Generation, Safety, Echo)}
 
 __all__ = [
     "STEPS",
     "Classification",
+    "Echo",
     "FatalStepError",
     "Generation",
     "ResourceConfig",

@@ -16,7 +16,8 @@ from streams.errors import ConfigError
 
 __all__ = ["Settings", "create_app"]
 
-DEFAULT_CONCURRENCY = {"classification": 8, "retrieval": 8, "generation": 32, "safety": 8}
+# In-flight messages per component; one session's (one key's) messages always run in order.
+DEFAULT_CONCURRENCY = {"ingress": 32, "classification": 8, "retrieval": 8, "generation": 32, "safety": 8, "ledger": 32}
 # USD per million (input, output) tokens; extend with CONVEYOR_PRICES='{"model": [in, out]}'
 DEFAULT_PRICES = {
     "conveyor-extractive": (0.0, 0.0),

@@ -232,6 +232,19 @@ def demo(workers: int, timeout: float) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """Run the benchmarks of BENCHMARKS.md (bench/overhead.py; pass --n, --paced, --rate, --reps)."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "overhead.py"
+    if not script.is_file():
+        raise click.ClickException(f"{script} not found: benchmarks run from a source checkout (`pip install -e .`)")
+    sys.argv = [str(script), *ctx.args]
+    runpy.run_path(str(script), run_name="__main__")
+
+
 def main() -> None:
     cli(prog_name="conveyor")
 

@@ -5,7 +5,6 @@ Any Kafka client can do the same (see README); this one backs the CLI and the te
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, AsyncIterator, Callable, Iterable
 
@@ -64,21 +63,26 @@ class Client:
     async def publish_raw(self, value: bytes, key: bytes | None = None) -> None:
         await self._producer.send_and_wait(REQUESTS, value, key=key)
 
+    async def partitions(self, topic: str) -> list[Any]:
+        """The topic's partitions, asking by name (which creates it where the broker auto-creates topics)."""
+        from aiokafka import TopicPartition
+
+        return [TopicPartition(topic, p) for p in sorted(await self._producer.partitions_for(topic))]
+
     async def positions(self, topic: str) -> dict[Any, int]:
         """Current end offsets of ``topic``; read from here to see only what comes next."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers(), **self.settings.client_kwargs())
         await consumer.start()
         try:
-            tps = [TopicPartition(topic, p) for p in sorted(await self._partitions(consumer, topic))]
-            return dict(await consumer.end_offsets(tps))
+            return dict(await consumer.end_offsets(await self.partitions(topic)))
         finally:
             await consumer.stop()
 
     async def read(self, topic: str, start: dict[Any, int] | None = None, timeout_s: float | None = None) -> AsyncIterator[tuple[bytes | None, bytes]]:
         """(key, value) of ``topic`` from ``start`` (None: from the beginning), until ``timeout_s``."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers(), enable_auto_commit=False,
@@ -87,7 +91,7 @@ class Client:
         await consumer.start()
         try:
             if start is None:
-                start = {TopicPartition(topic, p): 0 for p in sorted(await self._partitions(consumer, topic))}
+                start = {tp: 0 for tp in await self.partitions(topic)}
             consumer.assign(list(start))
             for tp, offset in start.items():
                 consumer.seek(tp, offset)
@@ -99,17 +103,6 @@ class Client:
                         yield record.key, record.value
         finally:
             await consumer.stop()
-
-    @staticmethod
-    async def _partitions(consumer: Any, topic: str) -> set[int]:
-        """The topic's partitions (asking for metadata creates it on brokers that auto-create)."""
-        for _ in range(50):
-            parts = consumer.partitions_for_topic(topic)
-            if parts:
-                return set(parts)
-            await consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
-        return {0}
 
     async def results(self, ids: Iterable[str], start: dict[Any, int] | None, timeout_s: float) -> dict[str, Result]:
         """Wait for one result per id (the first seen wins); raises ResultTimeoutError on timeout."""

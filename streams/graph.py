@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streams.errors import GraphError
 
-__all__ = ["END", "REJECT", "GraphSpec", "Node", "Policy", "SUPPORT", "load_spec", "validate"]
+__all__ = ["ECHO", "END", "REJECT", "GraphSpec", "Node", "Policy", "SUPPORT", "load_spec", "validate"]
 
 END = "$end"
 REJECT = "$reject"
@@ -155,5 +155,18 @@ SUPPORT = GraphSpec(
         Node(name="retrieval", step="retrieval", next="generation", policy=Policy(timeout_s=10)),
         Node(name="generation", step="generation", next="safety", policy=Policy(timeout_s=60, retries=3)),
         Node(name="safety", step="safety", next=END, policy=Policy(timeout_s=10)),
+    ],
+)
+
+# Four pass-through steps: the runtime's own cost per hop (``conveyor bench``) and a second graph
+# for the conformance tests.
+ECHO = GraphSpec(
+    name="echo",
+    entry="e1",
+    nodes=[
+        Node(name="e1", step="echo", next="e2"),
+        Node(name="e2", step="echo", next="e3"),
+        Node(name="e3", step="echo", next="e4"),
+        Node(name="e4", step="echo", next=END),
     ],
 )

@@ -131,7 +131,9 @@ def compile(
             outputs.topic(step_topic(p.name, p.entry))
         ingress = IngressProcessor(outputs, all_pipelines, settings)
         metrics.declare("-", "ingress")
-        _register_agent(app, raw_topic(app, REQUESTS, settings.partitions), "ingress", ingress.process, outputs, 1)
+        # keyed by the client's key: a client that keys by session keeps its order; unkeyed requests stay in order
+        limit = settings.concurrency_for("ingress")
+        _register_agent(app, raw_topic(app, REQUESTS, settings.partitions), "ingress", ingress.process, outputs, limit)
 
     for node in spec.nodes:
         if node.name not in wanted:
@@ -157,5 +159,8 @@ def compile(
         ledger_table = table(app, COST_LEDGER, settings.partitions)
         compiled.tables[COST_LEDGER] = {"ledger": ledger_table}
         metrics.declare("-", "ledger")
-        _register_agent(app, raw_topic(app, LEDGER, settings.partitions), "ledger", LedgerProcessor(outputs, ledger_table).process, outputs, 1)
+        # keyed by tenant: each tenant's read-modify-write runs in order, tenants in parallel
+        ledger = LedgerProcessor(outputs, ledger_table)
+        limit = settings.concurrency_for("ledger")
+        _register_agent(app, raw_topic(app, LEDGER, settings.partitions), "ledger", ledger.process, outputs, limit)
     return compiled

@@ -14,7 +14,7 @@ from typing import Any
 from steps.resources import ResourceConfig, Resources
 from streams.app import Settings
 from streams.errors import BrokerUnreachableError
-from streams.graph import SUPPORT, GraphSpec
+from streams.graph import ECHO, SUPPORT, GraphSpec
 from streams.metrics import Metrics, MetricsServer
 from streams.topology import Compiled, compile
 from streams.tracing import worker_name
@@ -22,7 +22,7 @@ from streams.tracing import worker_name
 __all__ = ["PIPELINES", "build_worker", "detect_embedded", "run_worker"]
 
 log = logging.getLogger("conveyor.worker")
-PIPELINES: dict[str, GraphSpec] = {SUPPORT.name: SUPPORT}
+PIPELINES: dict[str, GraphSpec] = {SUPPORT.name: SUPPORT, ECHO.name: ECHO}
 LAG_INTERVAL_S = 5.0
 
 

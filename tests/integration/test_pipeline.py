@@ -173,7 +173,7 @@ def test_request_without_id_gets_a_generated_one(broker: Any, worker: Any) -> No
 
 def test_every_group_commits_what_it_processed(broker: Any, worker: Any) -> None:
     """Manual acks from concurrent tasks still end in commits at the end of each input partition."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     from streams.tansu import true_highwaters
 
@@ -189,11 +189,13 @@ def test_every_group_commits_what_it_processed(broker: Any, worker: Any) -> None
 
     async def lagging() -> dict[str, int]:
         behind = {}
+        async with Client(Settings(broker=broker.bootstrap)) as client:
+            parts = {topic: await client.partitions(topic) for topic in groups.values()}
         for group, topic in groups.items():
             consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False)
             await consumer.start()
             try:
-                tps = [TopicPartition(topic, p) for p in sorted(await Client._partitions(consumer, topic))]
+                tps = parts[topic]
                 assert len(tps) == 4
                 ends = await true_highwaters([broker.bootstrap], tps)
                 committed = {tp: (await consumer.committed(tp)) or 0 for tp in tps}

@@ -6,9 +6,9 @@ import pytest
 
 from steps import STEPS
 from streams.errors import GraphError
-from streams.graph import END, REJECT, SUPPORT, GraphSpec, load_spec, validate
+from streams.graph import ECHO, END, REJECT, SUPPORT, GraphSpec, load_spec, validate
 
-BUNDLED = [SUPPORT]
+BUNDLED = [SUPPORT, ECHO]
 
 
 def spec(**over: Any) -> dict[str, Any]:

@@ -1,0 +1,35 @@
+"""Echo: passes the request through and counts hops. For benchmarks and wiring tests of the runtime."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from steps.base import StepContext, StepModel
+from steps.resources import Resources
+
+__all__ = ["Echo", "EchoInput", "EchoOutput"]
+
+
+class EchoInput(StepModel):
+    text: str
+    hops: int = 0
+
+
+class EchoOutput(StepModel):
+    hops: int
+    answer: str
+
+
+class Echo:
+    """No model, no I/O: what remains of a step's cost is the runtime's own per-message work."""
+
+    name: ClassVar[str] = "echo"
+    Input: ClassVar[type[StepModel]] = EchoInput
+    Output: ClassVar[type[StepModel]] = EchoOutput
+    uses_history: ClassVar[bool] = False
+
+    async def warm_up(self, resources: Resources) -> None:
+        return None
+
+    async def run(self, input: EchoInput, ctx: StepContext) -> EchoOutput:
+        return EchoOutput(hops=input.hops + 1, answer=input.text)
