@@ -148,7 +148,5 @@ def create_app(settings: Settings, app_id: str, *, embedded: bool) -> Any:
         options.update(tansu.FAUST_SETTINGS)
     app = faust.App(app_id, **options)
     if embedded:
-        from streams import tansu
-
         tansu.apply(app)
     return app

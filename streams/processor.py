@@ -247,32 +247,30 @@ class StepProcessor:
         env.route.append(self.node.name)
         target = self.node.routes[output["route"]] if self.node.routes else (self.node.next or END)
         trace.route = target
+        status: Status = "ok"
         if target == END:
-            blocked = env.state.get("verdict") == "block"
-            error = f"blocked by safety: {', '.join(env.state.get('flags', []))}" if blocked else None
-            status: Status = "blocked" if blocked else "ok"
+            if env.state.get("verdict") == "block":
+                status = "blocked"
+            error = f"blocked by safety: {', '.join(env.state.get('flags', []))}" if status == "blocked" else None
             await self._finish(env, status, error)
         elif target == REJECT:
-            await self._finish(env, "rejected", f"refused by {self.node.name}: route {output.get('route')!r}")
+            status = "rejected"
+            await self._finish(env, status, f"refused by {self.node.name}: route {output.get('route')!r}")
         else:
             await self.outputs.send(step_topic(self.pipeline, target), request.session_key(), encode(env))
-        if history_key is not None:
-            self._remember_turn(history_key, str(request.id), step_input, outcome.value, ctx.history)
+        if history is not None and history_key is not None:
+            self._remember_turn(history, history_key, str(request.id), step_input, outcome.value, ctx.history)
         self._record(request.id, "done", outcome.attempts, env.route, target, _summary(output))
-        if target == REJECT:
-            return "rejected"
-        return "blocked" if target == END and env.state.get("verdict") == "block" else "ok"
+        return status
 
-    def _remember_turn(self, key: str, request_id: str, step_input: Any, output: Any, history: list[Turn]) -> None:
+    def _remember_turn(self, table: Any, key: str, request_id: str, step_input: Any, output: Any, history: list[Turn]) -> None:
         """Append this answer to the session's history (once per request id, bounded length)."""
         make_turn = getattr(self.step, "turn", None)
         if make_turn is None or any(t.request_id == request_id for t in history):
             return
         limit = self.outputs.settings.history_turns
         turns = (history + [make_turn(request_id, step_input, output)])[-limit:] if limit else []
-        table = self.tables.session_history
-        if table is not None:
-            table[key] = [t.model_dump(mode="json") for t in turns]
+        table[key] = [t.model_dump(mode="json") for t in turns]
 
     async def _fail(self, event: Any, env: Envelope, trace: StepTrace, error: BaseException | None, attempts: int, status: str) -> str:
         text = f"{type(error).__name__}: {error}" if error is not None else "unknown error"

@@ -13,7 +13,7 @@ from typing import Any
 
 from steps.resources import ResourceConfig, Resources
 from streams.app import Settings
-from streams.errors import BrokerUnreachableError
+from streams.errors import BrokerUnreachableError, ConfigError
 from streams.graph import ECHO, SUPPORT, GraphSpec
 from streams.metrics import Metrics, MetricsServer
 from streams.topology import Compiled, compile
@@ -98,8 +98,6 @@ def build_worker(settings: Settings, embedded: bool) -> tuple[Any, Compiled, Met
     """The mode service running ``settings.pipeline`` (only ``settings.steps`` when given)."""
     spec = PIPELINES.get(settings.pipeline)
     if spec is None:
-        from streams.errors import ConfigError
-
         raise ConfigError(f"unknown pipeline {settings.pipeline!r}; known: {sorted(PIPELINES)}")
     metrics = Metrics()
     compiled = compile(
