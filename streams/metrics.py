@@ -2,7 +2,7 @@
 
 Seconds everywhere, bounded labels only: the ``tenant`` label keeps the first
 :data:`MAX_TENANTS` tenants seen and folds the rest into ``other``.
-The HTTP server also answers ``/healthz`` and ``/state/<table>`` (JSON dump of a table's
+The HTTP server also answers ``/healthz`` (ready, and the input partitions each app holds) and ``/state/<table>`` (JSON dump of a table's
 partitions held by this worker: for operators and for the recovery tests).
 """
 
@@ -81,11 +81,19 @@ class Metrics:
 class MetricsServer:
     """``/metrics``, ``/healthz`` and ``/state/<table>`` over aiohttp, on the worker's event loop."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int, state: Callable[[str], dict[str, Any] | None]) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        host: str,
+        port: int,
+        state: Callable[[str], dict[str, Any] | None],
+        assignments: Callable[[], dict[str, list[str]]] = dict,
+    ) -> None:
         self.metrics = metrics
         self.host = host
         self.port = port
         self.state = state
+        self.assignments = assignments
         self.ready = False
         self._runner: Any = None
 
@@ -96,7 +104,8 @@ class MetricsServer:
             return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def healthz(_: web.Request) -> web.Response:
-            return web.json_response({"ready": self.ready}, status=200 if self.ready else 503)
+            body = {"ready": self.ready, "assigned": self.assignments() if self.ready else {}}
+            return web.json_response(body, status=200 if self.ready else 503)
 
         async def state(request: web.Request) -> web.Response:
             data = self.state(request.match_info["table"])

@@ -35,7 +35,7 @@ from streams.topics import (
     table,
 )
 
-__all__ = ["Compiled", "compile", "component_names"]
+__all__ = ["Compiled", "compile", "component_names", "is_input_topic"]
 
 log = logging.getLogger(__name__)
 SHARED_OUTPUTS = (RESULTS, DLQ, TRACES, LEDGER)
@@ -49,12 +49,29 @@ class Compiled:
     steps: list[Step] = field(default_factory=list)
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def assignments(self) -> dict[str, list[str]]:
+        """``{app id: ["topic:partition", ...]}``: the input partitions each app holds now."""
+        out: dict[str, list[str]] = {}
+        for app in self.apps:
+            consumer = getattr(app, "_consumer", None)
+            try:
+                tps = consumer.assignment() if consumer is not None else set()
+            except Exception:  # noqa: BLE001 - not started yet, or rebalancing
+                tps = set()
+            out[app.conf.id] = sorted(f"{tp.topic}:{tp.partition}" for tp in tps if is_input_topic(tp.topic))
+        return out
+
     def table_dump(self, name: str) -> dict[str, Any] | None:
         """``{component: {key: value}}`` for the partitions of ``name`` this worker holds."""
         holders = self.tables.get(name)
         if holders is None:
             return None
         return {component: {str(k): v for k, v in t.items()} for component, t in holders.items()}
+
+
+def is_input_topic(topic: str) -> bool:
+    """False for Faust's own topics (table changelogs, the assignor's leader topic)."""
+    return not topic.endswith("-changelog") and "__assignor" not in topic
 
 
 def component_names(spec: GraphSpec) -> list[str]:

@@ -16,7 +16,7 @@ from streams.app import Settings
 from streams.errors import BrokerUnreachableError, ConfigError
 from streams.graph import ECHO, SUPPORT, GraphSpec
 from streams.metrics import Metrics, MetricsServer
-from streams.topology import Compiled, compile
+from streams.topology import Compiled, compile, is_input_topic
 from streams.tracing import worker_name
 
 __all__ = ["PIPELINES", "build_worker", "detect_embedded", "run_worker"]
@@ -80,7 +80,7 @@ def _build_service(compiled: Compiled, resources: Resources, server: MetricsServ
                     continue
                 try:
                     for tp in consumer.assignment():
-                        if tp.topic.endswith("-changelog"):
+                        if not is_input_topic(tp.topic):
                             continue
                         highwater = consumer.highwater(tp)
                         read = consumer._read_offset.get(tp)
@@ -104,7 +104,7 @@ def build_worker(settings: Settings, embedded: bool) -> tuple[Any, Compiled, Met
         spec, settings, metrics, embedded=embedded, worker=worker_name(settings.worker_name),
         only=settings.steps, pipelines=PIPELINES,
     )
-    server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port, compiled.table_dump)
+    server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port, compiled.table_dump, compiled.assignments)
     resources = Resources(resource_config(settings))
     return _build_service(compiled, resources, server, metrics), compiled, server
 

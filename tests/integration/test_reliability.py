@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 import uuid
@@ -125,7 +126,12 @@ def test_failing_step_gives_failed_result_and_dead_letter(own_broker: Any, start
 def test_generation_scales_on_its_own(own_broker: Any, start_worker: Any) -> None:
     a = start_worker(own_broker, CONVEYOR_WORKER_NAME="A").wait_ready()
     b = start_worker(own_broker, "--steps", "generation", CONVEYOR_WORKER_NAME="B").wait_ready()
-    time.sleep(8)  # let the generation group rebalance over both workers (joins take session_timeout/2 on Tansu)
+
+    def generation_split() -> bool:  # the generation group rebalanced over both workers
+        held = [json.loads(w.get("/healthz"))["assigned"].get("conveyor-support-generation", []) for w in (a, b)]
+        return all(held) and sorted(held[0] + held[1]) == [f"conveyor.support.generation:{p}" for p in range(4)]
+
+    wait_for(generation_split, 60, "generation partitions split over both workers")
     requests = [{"id": f"scale-{i}-{uuid.uuid4().hex[:4]}", "text": "How do I sort a list?", "tenant": "scale",
                  "session": f"s-{i}"} for i in range(24)]
     results = exchange(own_broker.bootstrap, requests)
