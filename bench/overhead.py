@@ -9,6 +9,7 @@ repetitions interleaved (Conveyor, raw, Conveyor, raw, ...):
 
 Reported: throughput on a blast of N messages, end-to-end latency at a paced low rate, and the ratio.
 Run: ``conveyor bench`` (or ``python bench/overhead.py --n 2000``). Not a test: nothing asserts on time.
+``BENCH_CONCURRENCY='{"ingress": 64, "e1": 64, ...}'`` overrides the worker's ``CONVEYOR_CONCURRENCY``.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def start_worker(bootstrap: str, log: Path) -> tuple[subprocess.Popen[bytes], in
 
     port = free_port()
     env = {**os.environ, "CONVEYOR_BROKER": bootstrap, "CONVEYOR_METRICS_PORT": str(port), "CONVEYOR_PIPELINE": "echo",
-           "CONVEYOR_CONCURRENCY": '{"e1": 32, "e2": 32, "e3": 32, "e4": 32}', "CONVEYOR_DATA_DIR": str(log.parent / "data")}
+           "CONVEYOR_CONCURRENCY": os.environ.get("BENCH_CONCURRENCY", '{"e1": 32, "e2": 32, "e3": 32, "e4": 32}'), "CONVEYOR_DATA_DIR": str(log.parent / "data")}
     fh = open(log, "wb")  # noqa: SIM115 - lives as long as the worker
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], stdout=fh, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 120
