@@ -63,7 +63,9 @@ async def run_with_policy(
                 return Outcome("timeout", attempts=attempt - 1, error=asyncio.TimeoutError("deadline passed"))
             timeout = min(timeout, left)
         try:
-            return Outcome("ok", await asyncio.wait_for(fn(), timeout), attempts=attempt)
+            async with asyncio.timeout(timeout):  # runs in this task: no extra task per call, unlike wait_for
+                value = await fn()
+            return Outcome("ok", value, attempts=attempt)
         except FatalStepError as exc:
             return Outcome("failed", attempts=attempt, error=exc)
         except RETRYABLE as exc:
