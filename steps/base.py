@@ -58,13 +58,20 @@ class StepModel(BaseModel):
 
 
 class Turn(BaseModel):
-    """One exchange of a conversation, as kept in the session history."""
+    """One exchange of a conversation, as kept in the session history.
+
+    ``asked_at`` is when the request was published and ``sequence`` its offset on the requests
+    topic (the tie-break within a millisecond): history is kept in publish order even when a later
+    turn took a shorter route through the graph and was answered first.
+    """
 
     request_id: str
     question: str
     answer: str
     sources: list[str] = []
     passages: list[dict[str, Any]] = []
+    asked_at: float = 0.0
+    sequence: int = 0
 
 
 @dataclass

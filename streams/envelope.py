@@ -139,6 +139,7 @@ class Envelope(BaseModel):
     request: Request
     trace_id: str
     published_at: float
+    request_offset: int = -1  # offset on conveyor.requests: publish order within a partition
     deadline: float | None = None
     route: list[str] = []
     state: dict[str, Any] = {}

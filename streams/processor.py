@@ -132,6 +132,7 @@ class IngressProcessor:
             request=request,
             trace_id=uuid.uuid4().hex,
             published_at=message.timestamp,
+            request_offset=message.offset,
             deadline=message.timestamp + deadline_ms / 1000 if deadline_ms else None,
         )
         await self.outputs.send(step_topic(spec.name, spec.entry), request.session_key(), encode(envelope))
@@ -259,17 +260,25 @@ class StepProcessor:
         else:
             await self.outputs.send(step_topic(self.pipeline, target), request.session_key(), encode(env))
         if history is not None and history_key is not None:
-            self._remember_turn(history, history_key, str(request.id), step_input, outcome.value, ctx.history)
+            turn = self._turn(str(request.id), step_input, outcome.value, env)
+            if turn is not None:
+                self._remember_turn(history, history_key, turn, ctx.history)
         self._record(request.id, "done", outcome.attempts, env.route, target, _summary(output))
         return status
 
-    def _remember_turn(self, table: Any, key: str, request_id: str, step_input: Any, output: Any, history: list[Turn]) -> None:
-        """Append this answer to the session's history (once per request id, bounded length)."""
+    def _turn(self, request_id: str, step_input: Any, output: Any, env: Envelope) -> Turn | None:
         make_turn = getattr(self.step, "turn", None)
-        if make_turn is None or any(t.request_id == request_id for t in history):
+        if make_turn is None:
+            return None
+        turn: Turn = make_turn(request_id, step_input, output)
+        return turn.model_copy(update={"asked_at": env.published_at, "sequence": env.request_offset})
+
+    def _remember_turn(self, table: Any, key: str, turn: Turn, history: list[Turn]) -> None:
+        """Add a turn to the session's history: once per request id, in publish order, bounded length."""
+        if any(t.request_id == turn.request_id for t in history):
             return
         limit = self.outputs.settings.history_turns
-        turns = (history + [make_turn(request_id, step_input, output)])[-limit:] if limit else []
+        turns = sorted(history + [turn], key=lambda t: (t.asked_at, t.sequence))[-limit:] if limit else []
         table[key] = [t.model_dump(mode="json") for t in turns]
 
     async def _fail(self, event: Any, env: Envelope, trace: StepTrace, error: BaseException | None, attempts: int, status: str) -> str:

@@ -211,3 +211,14 @@ def test_every_group_commits_what_it_processed(broker: Any, worker: Any) -> None
         time.sleep(1)
         behind = asyncio.run(lagging())
     assert behind == {g: 0 for g in groups}
+
+
+def test_history_keeps_publish_order_across_routes(broker: Any, worker: Any) -> None:
+    """A smalltalk turn skips retrieval and may be answered first; history still reads in publish order."""
+    session = uid("order")
+    q, s = uid("q"), uid("s")
+    exchange(broker.bootstrap, [{"id": q, "text": "How do I open a file for writing?", "tenant": "ord", "session": session},
+                                {"id": s, "text": "Thanks!", "tenant": "ord", "session": session}])
+    history = worker.state("session-history")["generation"][f"ord/{session}"]
+    assert [t["request_id"] for t in history] == [q, s]
+    assert history[0]["asked_at"] <= history[1]["asked_at"]
