@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -218,10 +219,26 @@ class ExtractiveProvider:
 
     model = "conveyor-extractive"
 
-    def __init__(self, embedder: AsyncEmbedder, max_sentences: int = 3, min_score: float = 0.3) -> None:
+    def __init__(
+        self, embedder: AsyncEmbedder, max_sentences: int = 3, min_score: float = 0.3, cache_size: int = 10_000
+    ) -> None:
         self.embedder = embedder
         self.max_sentences = max_sentences
         self.min_score = min_score
+        self.cache_size = cache_size
+        # sentence -> vector: popular pages are retrieved again and again (about 1.5 KB a sentence)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    async def _sentence_vectors(self, sentences: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(s for s in sentences if s not in self._cache))
+        if missing:
+            for sentence, vector in zip(missing, await self.embedder.embed(missing), strict=True):
+                self._cache[sentence] = vector
+        for sentence in sentences:
+            self._cache.move_to_end(sentence)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return np.stack([self._cache[s] for s in sentences])
 
     def _count(self, text: str) -> int:
         counter = getattr(self.embedder.embedder, "count_tokens", None)
@@ -241,8 +258,8 @@ class ExtractiveProvider:
         candidates = [(i, s) for i, p in enumerate(passages) for s in split_sentences(p["text"])]
         if not candidates:
             return await self._completion(NO_ANSWER, request.question, [])
-        vectors = await self.embedder.embed([query] + [s for _, s in candidates])
-        scores = vectors[1:] @ vectors[0]
+        query_vector = (await self.embedder.embed([query]))[0]
+        scores = await self._sentence_vectors([s for _, s in candidates]) @ query_vector
         best = [int(k) for k in np.argsort(-scores) if scores[k] >= self.min_score][: self.max_sentences]
         if not best:
             return await self._completion(NO_ANSWER, request.question, [])

@@ -131,3 +131,28 @@ def test_steps_never_import_kafka_or_faust() -> None:
 def test_turn_round_trip() -> None:
     t = Turn(request_id="r", question="q", answer="a", sources=["x.html"], passages=[{"source": "x.html"}])
     assert Turn.model_validate(t.model_dump(mode="json")) == t
+
+
+def test_extractive_generation_reuses_sentence_vectors(warm: dict[str, Any]) -> None:
+    from steps.providers import ExtractiveProvider, GenerationRequest
+
+    resources = warm["resources"]
+    calls: list[int] = []
+    real = resources.embedder.embedder.embed
+
+    class Counting:
+        model_id, dim = "counting", 384
+
+        def embed(self, texts: list[str]) -> Any:
+            calls.append(len(texts))
+            return real(texts)
+
+    from steps.embedding import AsyncEmbedder
+
+    provider = ExtractiveProvider(AsyncEmbedder(Counting()), cache_size=50)
+    passages = [{"source": "a.html", "title": "A", "score": 0.9, "text": "Lists can be reversed in place with the reverse method. "
+                 "The sorted function returns a new sorted list from any iterable. Tuples are immutable sequences of values."}]
+    first = asyncio.run(provider.generate(GenerationRequest(question="How do I reverse a list?", passages=passages)))
+    second = asyncio.run(provider.generate(GenerationRequest(question="How do I reverse a list?", passages=passages)))
+    assert first.text == second.text and "[1]" in first.text
+    assert calls == [1, 3, 1]  # query, sentences, then only the new query: the sentences came from the cache
