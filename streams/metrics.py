@@ -88,12 +88,14 @@ class MetricsServer:
         port: int,
         state: Callable[[str], dict[str, Any] | None],
         assignments: Callable[[], dict[str, list[str]]] = dict,
+        on_scrape: Callable[[], None] = lambda: None,
     ) -> None:
         self.metrics = metrics
         self.host = host
         self.port = port
         self.state = state
         self.assignments = assignments
+        self.on_scrape = on_scrape
         self.ready = False
         self._runner: Any = None
 
@@ -101,6 +103,7 @@ class MetricsServer:
         from aiohttp import web
 
         async def metrics(_: web.Request) -> web.Response:
+            self.on_scrape()  # gauges computed on demand (consumer lag)
             return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def healthz(_: web.Request) -> web.Response:

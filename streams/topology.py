@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 from steps import STEPS
 from steps.base import Step
@@ -49,17 +49,24 @@ class Compiled:
     steps: list[Step] = field(default_factory=list)
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def assignments(self) -> dict[str, list[str]]:
-        """``{app id: ["topic:partition", ...]}``: the input partitions each app holds now."""
-        out: dict[str, list[str]] = {}
+    def input_partitions(self) -> Iterator[tuple[Any, Any, Any]]:
+        """(app, consumer, partition) for each input partition held now (none while starting or rebalancing)."""
         for app in self.apps:
             consumer = getattr(app, "_consumer", None)
             try:
-                tps = consumer.assignment() if consumer is not None else set()
-            except Exception:  # noqa: BLE001 - not started yet, or rebalancing
-                tps = set()
-            out[app.conf.id] = sorted(f"{tp.topic}:{tp.partition}" for tp in tps if is_input_topic(tp.topic))
-        return out
+                tps = list(consumer.assignment()) if consumer is not None else []
+            except Exception:  # noqa: BLE001 - consumer not started yet
+                tps = []
+            for tp in tps:
+                if is_input_topic(tp.topic):
+                    yield app, consumer, tp
+
+    def assignments(self) -> dict[str, list[str]]:
+        """``{app id: ["topic:partition", ...]}``: the input partitions each app holds now."""
+        out: dict[str, list[str]] = {app.conf.id: [] for app in self.apps}
+        for app, _, tp in self.input_partitions():
+            out[app.conf.id].append(f"{tp.topic}:{tp.partition}")
+        return {k: sorted(v) for k, v in out.items()}
 
     def table_dump(self, name: str) -> dict[str, Any] | None:
         """``{component: {key: value}}`` for the partitions of ``name`` this worker holds."""

@@ -16,14 +16,13 @@ from streams.app import Settings
 from streams.errors import BrokerUnreachableError, ConfigError
 from streams.graph import ECHO, SUPPORT, GraphSpec
 from streams.metrics import Metrics, MetricsServer
-from streams.topology import Compiled, compile, is_input_topic
+from streams.topology import Compiled, compile
 from streams.tracing import worker_name
 
 __all__ = ["PIPELINES", "build_worker", "detect_embedded", "run_worker"]
 
 log = logging.getLogger("conveyor.worker")
 PIPELINES: dict[str, GraphSpec] = {SUPPORT.name: SUPPORT, ECHO.name: ECHO}
-LAG_INTERVAL_S = 5.0
 
 
 def resource_config(settings: Settings) -> ResourceConfig:
@@ -52,11 +51,25 @@ async def detect_embedded(settings: Settings) -> bool:
         ) from None
 
 
+def report_lag(compiled: Compiled, metrics: Metrics) -> None:
+    """Set ``conveyor_consumer_lag`` for every input partition held (called at each scrape)."""
+    for _, consumer, tp in compiled.input_partitions():
+        try:
+            highwater = consumer.highwater(tp)  # from Fetch responses: right on the embedded broker too
+        except Exception:  # noqa: BLE001 - no fetch response for this partition yet
+            continue
+        if highwater is None:
+            continue
+        read = consumer._read_offset.get(tp)
+        position = read + 1 if read is not None else (consumer._committed_offset.get(tp) or 0)
+        metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+
 def _build_service(compiled: Compiled, resources: Resources, server: MetricsServer, metrics: Metrics) -> Any:
     import mode
 
     class ConveyorWorker(mode.Service):
-        """Warms the steps, starts every app concurrently, serves metrics, reports consumer lag."""
+        """Warms the steps, starts every app concurrently, serves metrics."""
 
         async def on_start(self) -> None:
             await server.start()
@@ -72,25 +85,6 @@ def _build_service(compiled: Compiled, resources: Resources, server: MetricsServ
             await server.stop()
             await resources.close()
 
-        @mode.Service.timer(LAG_INTERVAL_S)
-        async def _report_lag(self) -> None:
-            for app in compiled.apps:
-                consumer = getattr(app, "_consumer", None)
-                if consumer is None:
-                    continue
-                try:
-                    for tp in consumer.assignment():
-                        if not is_input_topic(tp.topic):
-                            continue
-                        highwater = consumer.highwater(tp)
-                        read = consumer._read_offset.get(tp)
-                        if highwater is None:
-                            continue
-                        position = read + 1 if read is not None else (consumer._committed_offset.get(tp) or 0)
-                        metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
-                except Exception:  # noqa: BLE001 - consumer not started yet / rebalancing
-                    continue
-
     return ConveyorWorker()
 
 
@@ -104,7 +98,10 @@ def build_worker(settings: Settings, embedded: bool) -> tuple[Any, Compiled, Met
         spec, settings, metrics, embedded=embedded, worker=worker_name(settings.worker_name),
         only=settings.steps, pipelines=PIPELINES,
     )
-    server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port, compiled.table_dump, compiled.assignments)
+    server = MetricsServer(
+        metrics, settings.metrics_host, settings.metrics_port, compiled.table_dump, compiled.assignments,
+        on_scrape=lambda: report_lag(compiled, metrics),
+    )
     resources = Resources(resource_config(settings))
     return _build_service(compiled, resources, server, metrics), compiled, server
 
