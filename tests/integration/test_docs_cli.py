@@ -109,3 +109,34 @@ def test_cli_trace_prints_a_waterfall(broker: Any, worker: Any) -> None:
     missing = subprocess.run([sys.executable, "-m", "streams.cli", "trace", "nope", "--broker", broker.bootstrap, "--timeout", "1"],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no spans" in missing.stderr
+
+
+def test_cli_up_runs_broker_and_worker_and_stops_both(tmp_path: Path, corpus_dir: Path, built_index: Path) -> None:
+    import json
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    from streams.broker import free_port, port_open
+    from tests.integration.conftest import exchange, worker_env
+
+    port, metrics = free_port(), free_port()
+    env = {**os.environ, **worker_env(corpus_dir, built_index, tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "up", "--port", str(port), "--metrics-port", str(metrics)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/healthz", timeout=1) as r:
+                    if json.loads(r.read())["ready"]:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        (result,) = exchange(f"127.0.0.1:{port}", [{"text": "Hello!"}]).values()
+        assert result.status == "ok"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    assert not port_open("127.0.0.1", port) and not port_open("127.0.0.1", metrics)
