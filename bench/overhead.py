@@ -122,23 +122,17 @@ async def drive(bootstrap: str, source: str, sink: str, n: int, rate: float | No
 
 
 def start_worker(bootstrap: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    from streams.broker import free_port
+    from streams.demo import spawn_worker, wait_ready
 
-    port = free_port()
-    env = {**os.environ, "CONVEYOR_BROKER": bootstrap, "CONVEYOR_METRICS_PORT": str(port), "CONVEYOR_PIPELINE": "echo",
-           "CONVEYOR_CONCURRENCY": os.environ.get("BENCH_CONCURRENCY", '{"e1": 32, "e2": 32, "e3": 32, "e4": 32}'), "CONVEYOR_DATA_DIR": str(log.parent / "data")}
-    fh = open(log, "wb")  # noqa: SIM115 - lives as long as the worker
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], stdout=fh, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc, port
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"bench worker not ready; see {log}")
+    concurrency = os.environ.get("BENCH_CONCURRENCY", '{"e1": 32, "e2": 32, "e3": 32, "e4": 32}')
+    proc, port = spawn_worker(bootstrap, log, CONVEYOR_PIPELINE="echo", CONVEYOR_CONCURRENCY=concurrency,
+                              CONVEYOR_DATA_DIR=str(log.parent / "data"))
+    try:
+        wait_ready(port, proc, log, 120)
+    except Exception:
+        proc.kill()
+        raise
+    return proc, port
 
 
 async def bench(bootstrap: str, n: int, paced: int, rate: float, reps: int) -> list[dict[str, Any]]:

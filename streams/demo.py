@@ -22,7 +22,7 @@ from streams.errors import BrokerStartError
 from streams.report import STEP_ORDER, histogram_p50, print_steps, print_table
 from streams.topics import RESULTS, TRACES
 
-__all__ = ["SAMPLES", "ask_one", "run_demo"]
+__all__ = ["SAMPLES", "ask_one", "run_demo", "spawn_worker", "wait_ready"]
 
 SAMPLES: list[dict[str, Any]] = [
     {"text": "How do I reverse a list?", "tenant": "acme", "session": "s-1"},
@@ -50,7 +50,17 @@ async def ask_one(settings: Settings, request: dict[str, Any], timeout_s: float)
         return result, spans
 
 
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+def spawn_worker(bootstrap: str, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``conveyor worker`` in a subprocess against ``bootstrap``, logging to ``log``; returns (process, metrics port)."""
+    port = free_port()
+    full_env = {**os.environ, **env, "CONVEYOR_BROKER": bootstrap, "CONVEYOR_METRICS_PORT": str(port)}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], stdout=fh, stderr=subprocess.STDOUT, env=full_env)
+    return proc, port
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    """Poll the worker's /healthz until it is ready; raise (pointing at its log) if it exits or times out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -96,14 +106,13 @@ def run_demo(workers: int = 1, timeout_s: float = 240.0, samples: list[dict[str,
     procs: list[subprocess.Popen[bytes]] = []
     try:
         click.echo(f"embedded broker on {broker.bootstrap}; starting {workers} worker(s)")
-        ports = [free_port() for _ in range(workers)]
-        for i, port in enumerate(ports):
-            log = run_dir / f"worker-{i}.log"
-            env = {**os.environ, "CONVEYOR_BROKER": broker.bootstrap, "CONVEYOR_METRICS_PORT": str(port)}
-            with open(log, "wb") as fh:
-                procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], stdout=fh, stderr=subprocess.STDOUT, env=env))
+        ports = []
+        for i in range(workers):
+            proc, port = spawn_worker(broker.bootstrap, run_dir / f"worker-{i}.log")
+            procs.append(proc)
+            ports.append(port)
         for i, (port, proc) in enumerate(zip(ports, procs, strict=True)):
-            _wait_ready(port, proc, run_dir / f"worker-{i}.log", 180)
+            wait_ready(port, proc, run_dir / f"worker-{i}.log", 180)
         click.echo(f"worker(s) ready after {time.time() - started:.1f}s; metrics on " + ", ".join(f":{p}" for p in ports))
         run_id = uuid.uuid4().hex[:4]
         batch = [{**s, "id": f"demo-{run_id}-{i:02d}"} for i, s in enumerate(samples, 1)]
