@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = None
     worker_name: str = ""
     log_level: str = "warning"
+    # reliability and bounded state (see streams/state.py, streams/outputs.py, streams/directory.py)
+    max_message_bytes: int = Field(default=1_000_000, ge=10_000)
+    state_ttl_s: float = Field(default=900.0, gt=0)
+    session_ttl_s: float = Field(default=86_400.0, gt=0)
+    sweep_interval_s: float = Field(default=30.0, gt=0)
+    store_raw_pii: bool = False
+    announce_every_s: float = Field(default=30.0, gt=0)
+    announce_ttl_s: float = Field(default=120.0, gt=0)
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -141,6 +149,8 @@ def create_app(settings: Settings, app_id: str, *, embedded: bool) -> Any:
         web_enabled=False,
         autodiscover=False,
         table_standby_replicas=0,
+        # headroom over the largest value Conveyor produces (CONVEYOR_MAX_MESSAGE_BYTES) for key and headers
+        producer_max_request_size=settings.max_message_bytes + 65_536,
     )
     if embedded:
         from streams import tansu

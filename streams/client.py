@@ -11,19 +11,21 @@ from typing import Any, AsyncIterator, Callable, Iterable
 import orjson
 
 from streams.app import Settings
-from streams.envelope import Request, Result, new_request_id
-from streams.errors import ResultTimeoutError
+from streams.envelope import Request, Result, new_request_id, session_key
+from streams.errors import MessageTooLargeError, ResultTimeoutError
 from streams.topics import REQUESTS, RESULTS, TRACES
 
 __all__ = ["Client"]
 
 
 def request_key(request: dict[str, Any]) -> bytes | None:
-    """``tenant/session`` when the request names a session (keeps a session on one partition)."""
-    if isinstance(request.get("session"), str):
-        return f"{request.get('tenant') or 'default'}/{request['session']}".encode()
-    rid = request.get("id")
-    return rid.encode() if isinstance(rid, str) else None
+    """The session key (``streams.envelope.session_key``): one session's requests stay on one partition."""
+    tenant = request.get("tenant") if isinstance(request.get("tenant"), str) else "default"
+    session = request.get("session") if isinstance(request.get("session"), str) else None
+    rid = request.get("id") if isinstance(request.get("id"), str) else None
+    if session is None and rid is None:
+        return None
+    return session_key(tenant, session, rid).encode()
 
 
 class Client:
@@ -32,6 +34,14 @@ class Client:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._producer: Any = None
+
+    def _check_size(self, value: bytes, request_id: str | None) -> None:
+        limit = self.settings.max_message_bytes
+        if len(value) > limit:
+            raise MessageTooLargeError(
+                f"request {request_id or '(no id)'} is {len(value):,} bytes, over the {limit:,}-byte limit "
+                "(CONVEYOR_MAX_MESSAGE_BYTES); send less text or metadata, or raise the limit on the broker and workers"
+            )
 
     async def __aenter__(self) -> Client:
         from aiokafka import AIOKafkaProducer
@@ -53,7 +63,9 @@ class Client:
             request.setdefault("id", new_request_id())
             Request.model_validate(request)  # fail early on the client side, with the field named
             ids.append(request["id"])
-            futures.append(await self._producer.send(REQUESTS, orjson.dumps(request), key=request_key(request)))
+            value = orjson.dumps(request)
+            self._check_size(value, request["id"])
+            futures.append(await self._producer.send(REQUESTS, value, key=request_key(request)))
         for i, fut in enumerate(futures, 1):
             await fut
             if on_sent:
@@ -61,6 +73,8 @@ class Client:
         return ids
 
     async def publish_raw(self, value: bytes, key: bytes | None = None) -> None:
+        """Publish bytes as they are (tests of malformed input); the size limit still applies."""
+        self._check_size(value, None)
         await self._producer.send_and_wait(REQUESTS, value, key=key)
 
     async def partitions(self, topic: str) -> list[Any]:
@@ -104,12 +118,20 @@ class Client:
         finally:
             await consumer.stop()
 
-    async def results(self, ids: Iterable[str], start: dict[Any, int] | None, timeout_s: float) -> dict[str, Result]:
-        """Wait for one result per id (the first seen wins); raises ResultTimeoutError on timeout."""
+    async def results(
+        self, ids: Iterable[str], start: dict[Any, int] | None, timeout_s: float, tenants: dict[str, str] | None = None
+    ) -> dict[str, Result]:
+        """Wait for one result per id (the first seen wins); raises ResultTimeoutError on timeout.
+
+        ``tenants`` maps ids to the tenant that sent them: a result for the same id from another
+        tenant (ids are chosen by clients) is not taken for this one.
+        """
         wanted = set(ids)
         found: dict[str, Result] = {}
         async for _, value in self.read(RESULTS, start, timeout_s):
             result = Result.model_validate_json(value)
+            if tenants is not None and result.tenant is not None and tenants.get(result.id, result.tenant) != result.tenant:
+                continue
             if result.id in wanted and result.id not in found:
                 found[result.id] = result
                 if len(found) == len(wanted):

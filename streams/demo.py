@@ -45,7 +45,8 @@ async def ask_one(settings: Settings, request: dict[str, Any], timeout_s: float)
     async with Client(settings) as client:
         start_results, start_traces = await client.positions(RESULTS), await client.positions(TRACES)
         (rid,) = await client.publish([{k: v for k, v in request.items() if v is not None}])
-        result = (await client.results([rid], start_results, timeout_s))[rid]
+        tenant = request.get("tenant") or "default"
+        result = (await client.results([rid], start_results, timeout_s, tenants={rid: tenant}))[rid]
         spans = await client.spans([result.trace_id or ""], start_traces, 3.0, expect=len(result.route))
         return result, spans
 
@@ -141,7 +142,8 @@ async def _exchange(settings: Settings, batch: list[dict[str, Any]], timeout_s: 
     async with Client(settings) as client:
         start_results, start_traces = await client.positions(RESULTS), await client.positions(TRACES)
         ids = await client.publish(batch)
-        found = await client.results(ids, start_results, timeout_s)
+        tenants = {rid: r.get("tenant") or "default" for rid, r in zip(ids, batch)}
+        found = await client.results(ids, start_results, timeout_s, tenants=tenants)
         results = [found[i] for i in ids]
         expected = sum(len(r.route) for r in results)
         spans = await client.spans([r.trace_id or "" for r in results], start_traces, 5.0, expect=expected)

@@ -7,8 +7,10 @@ All JSON, UTF-8, encoded with orjson and validated with pydantic. :func:`decode`
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 import uuid
+from urllib.parse import quote
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -28,6 +30,8 @@ __all__ = [
     "decode",
     "encode",
     "new_request_id",
+    "request_key",
+    "session_key",
 ]
 
 Status = Literal["ok", "blocked", "rejected", "failed", "timeout", "pending_approval"]
@@ -36,6 +40,29 @@ M = TypeVar("M", bound=BaseModel)
 
 def new_request_id() -> str:
     return f"r-{uuid.uuid4().hex[:16]}"
+
+
+def _part(value: str) -> str:
+    """One key segment, percent-encoded: ``/`` and ``%`` can never be read as a separator."""
+    return quote(value, safe="")
+
+
+def session_key(tenant: str, session: str | None, request_id: str | None) -> str:
+    """The partitioning key of every pipeline topic and of the session's tables.
+
+    ``<tenant>/<session>``, each part percent-encoded, so tenant ``acme`` with session ``team/s9``
+    (``acme/team%2Fs9``) and tenant ``acme/team`` with session ``s9`` (``acme%2Fteam/s9``) can
+    never share a key. Without a session: ``<tenant>/#<id>`` (``#`` never survives encoding, so it
+    cannot collide with a session named like the id).
+    """
+    if session is not None:
+        return f"{_part(tenant)}/{_part(session)}"
+    return f"{_part(tenant)}/#{_part(request_id or '')}"
+
+
+def request_key(tenant: str, request_id: str) -> str:
+    """Key of per-request state: the same id sent by two tenants is two requests."""
+    return f"{_part(tenant)}/{_part(request_id)}"
 
 
 class Request(BaseModel):
@@ -65,8 +92,12 @@ class Request(BaseModel):
         return {**{k: v for k, v in data.items() if k in known}, "metadata": merged}
 
     def session_key(self) -> str:
-        """The partitioning key of every pipeline topic: ``tenant/session``, else the request id."""
-        return f"{self.tenant}/{self.session}" if self.session else str(self.id)
+        """The partitioning key of every pipeline topic (see :func:`session_key`)."""
+        return session_key(self.tenant, self.session, self.id)
+
+    def request_key(self) -> str:
+        """The key of this request's state: tenant and id together (see :func:`request_key`)."""
+        return request_key(self.tenant, str(self.id))
 
 
 class Usage(BaseModel):
@@ -96,6 +127,7 @@ class Result(BaseModel):
 
     id: str
     status: Status
+    tenant: str | None = None  # with ``id``, names the request: two tenants may use the same id
     answer: str | None = None
     citations: list[Citation] = []
     route: list[str] = []
@@ -105,6 +137,7 @@ class Result(BaseModel):
     trace_id: str | None = None
     safety: SafetyReport | None = None
     error: str | None = None
+    output: dict[str, Any] = Field(default_factory=dict)
 
 
 class DeadLetter(BaseModel):
@@ -123,6 +156,10 @@ class DeadLetter(BaseModel):
     error: str
     attempts: int = 0
     timestamp: float = Field(default_factory=time.time)
+    size: int = 0  # bytes of the original value
+    sha256: str = ""  # of the original value: identifies it when ``value`` is only its head
+    truncated: bool = False  # ``value`` holds only the head of the original (it was too large to carry)
+    redacted: list[str] = []  # PII kinds masked in ``value`` (CONVEYOR_STORE_RAW_PII=true keeps them)
 
     @staticmethod
     def text_of(raw: bytes | None) -> tuple[str, Literal["utf-8", "base64"]]:
@@ -131,6 +168,11 @@ class DeadLetter(BaseModel):
             return raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             return base64.b64encode(raw).decode("ascii"), "base64"
+
+    @staticmethod
+    def fingerprint(raw: bytes | None) -> tuple[int, str]:
+        raw = raw or b""
+        return len(raw), hashlib.sha256(raw).hexdigest()
 
 
 class Envelope(BaseModel):

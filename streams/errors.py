@@ -6,6 +6,7 @@
     ├── ConfigError               a setting or flag is wrong
     ├── GraphError                a pipeline graph is invalid (names the bad field)
     ├── EnvelopeDecodeError       a message is not valid JSON / fails its schema (goes to the DLQ)
+    ├── MessageTooLargeError      a message to publish is over CONVEYOR_MAX_MESSAGE_BYTES
     ├── BrokerError
     │   ├── BrokerStartError      the embedded broker did not start
     │   └── BrokerUnreachableError  no broker answers at the configured address
@@ -22,6 +23,7 @@ __all__ = [
     "ConveyorError",
     "EnvelopeDecodeError",
     "GraphError",
+    "MessageTooLargeError",
     "ResultTimeoutError",
 ]
 
@@ -45,6 +47,10 @@ class EnvelopeDecodeError(ConveyorError):
         super().__init__(reason)
         self.reason = reason
         self.request_id = request_id
+
+
+class MessageTooLargeError(ConveyorError):
+    """A message is over CONVEYOR_MAX_MESSAGE_BYTES; send less, or raise the limit on the broker and workers."""
 
 
 class BrokerError(ConveyorError):

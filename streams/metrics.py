@@ -52,6 +52,9 @@ class Metrics:
             "conveyor_cost_usd", "Model cost in US dollars.", ["pipeline", "step", "model", "tenant"], registry=r
         )
         self.lag = Gauge("conveyor_consumer_lag", "Messages not yet consumed, per input partition.", ["topic", "partition"], registry=r)
+        self.table_keys = Gauge(
+            "conveyor_table_keys", "Keys held in this worker's copy of a table.", ["table", "component"], registry=r
+        )
         self._tenants: set[str] = set()
 
     def tenant_label(self, tenant: str) -> str:

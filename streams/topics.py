@@ -12,6 +12,7 @@ __all__ = [
     "COST_LEDGER",
     "DLQ",
     "LEDGER",
+    "LEDGER_SEEN",
     "REQUESTS",
     "REQUEST_STATE",
     "RESULTS",
@@ -28,9 +29,10 @@ DLQ = "conveyor.dlq"
 TRACES = "conveyor.traces"
 LEDGER = "conveyor.ledger"  # cost entries keyed by tenant, folded into the cost-ledger table
 
-REQUEST_STATE = "request-state"  # per step app: request id -> route, output, attempts
-SESSION_HISTORY = "session-history"  # generation app: tenant/session -> last turns
+REQUEST_STATE = "request-state"  # per step app: tenant/request id -> route, output, attempts (expires)
+SESSION_HISTORY = "session-history"  # generation app: tenant/session -> last turns (expires when idle)
 COST_LEDGER = "cost-ledger"  # ledger app: tenant -> totals
+LEDGER_SEEN = "ledger-seen"  # ledger app: tenant/request id already counted (expires)
 
 
 def step_topic(pipeline: str, node: str) -> str:

@@ -4,27 +4,32 @@ One app per step (../shared/research/scaling.md): scaling or restarting generati
 generation's group; the other steps keep running and replay nothing. Besides the graph's nodes
 there are two shared components: ``ingress`` (``conveyor.requests`` → the pipeline's entry topic,
 re-keyed by session) and ``ledger`` (cost entries → the per-tenant ``cost-ledger`` table).
+Every table of per-request or per-session state expires (``streams.state``), swept on a timer.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Iterator
 
 from steps import STEPS
 from steps.base import Step
+from streams import faust_adapter
 from streams.app import Settings, create_app
-from streams.dispatch import KeyedDispatcher
 from streams.errors import ConfigError
 from streams.graph import END, REJECT, GraphSpec, validate
+from streams.ingress import Directory, IngressProcessor
+from streams.ledger import LedgerProcessor
 from streams.metrics import Metrics
-from streams.processor import IngressProcessor, LedgerProcessor, Outputs, StepProcessor, StepTables
+from streams.outputs import Outputs
+from streams.processor import StepProcessor, StepTables
+from streams.state import ExpiringTable
 from streams.topics import (
     COST_LEDGER,
     DLQ,
     LEDGER,
+    LEDGER_SEEN,
     REQUEST_STATE,
     REQUESTS,
     RESULTS,
@@ -39,32 +44,28 @@ __all__ = ["Compiled", "compile", "component_names", "is_input_topic"]
 
 log = logging.getLogger(__name__)
 SHARED_OUTPUTS = (RESULTS, DLQ, TRACES, LEDGER)
+is_input_topic = faust_adapter.is_input_topic
 
 
 @dataclass
 class Compiled:
-    """The apps to run, the steps to warm up, and the tables by name (for ``/state``)."""
+    """The apps to run, the steps to warm up, and the tables by name (for ``/state`` and the size gauge)."""
 
     apps: list[Any] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
-    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tables: dict[str, dict[str, ExpiringTable | Any]] = field(default_factory=dict)
+    lags: list[tuple[Any, Any]] = field(default_factory=list)
 
-    def input_partitions(self) -> Iterator[tuple[Any, Any, Any]]:
-        """(app, consumer, partition) for each input partition held now (none while starting or rebalancing)."""
+    def input_partitions(self) -> Iterator[tuple[Any, Any]]:
+        """(app, partition) for each input partition held now (none while starting or rebalancing)."""
         for app in self.apps:
-            consumer = getattr(app, "_consumer", None)
-            try:
-                tps = list(consumer.assignment()) if consumer is not None else []
-            except Exception:  # noqa: BLE001 - consumer not started yet
-                tps = []
-            for tp in tps:
-                if is_input_topic(tp.topic):
-                    yield app, consumer, tp
+            for tp in faust_adapter.input_partitions(app):
+                yield app, tp
 
     def assignments(self) -> dict[str, list[str]]:
         """``{app id: ["topic:partition", ...]}``: the input partitions each app holds now."""
         out: dict[str, list[str]] = {app.conf.id: [] for app in self.apps}
-        for app, _, tp in self.input_partitions():
+        for app, tp in self.input_partitions():
             out[app.conf.id].append(f"{tp.topic}:{tp.partition}")
         return {k: sorted(v) for k, v in out.items()}
 
@@ -73,43 +74,22 @@ class Compiled:
         holders = self.tables.get(name)
         if holders is None:
             return None
-        return {component: {str(k): v for k, v in t.items()} for component, t in holders.items()}
+        out: dict[str, Any] = {}
+        for component, t in holders.items():
+            raw = t.table if isinstance(t, ExpiringTable) else t
+            out[component] = {str(k): v for k, v in faust_adapter.table_items(raw)}
+        return out
 
-
-def is_input_topic(topic: str) -> bool:
-    """False for Faust's own topics (table changelogs, the assignor's leader topic)."""
-    return not topic.endswith("-changelog") and "__assignor" not in topic
+    def table_sizes(self) -> Iterator[tuple[str, str, int]]:
+        """(table, component, local keys) for the size gauge."""
+        for name, holders in self.tables.items():
+            for component, t in holders.items():
+                raw = t.table if isinstance(t, ExpiringTable) else t
+                yield name, component, len(raw.data)
 
 
 def component_names(spec: GraphSpec) -> list[str]:
     return ["ingress", *(n.name for n in spec.nodes), "ledger"]
-
-
-def _register_agent(app: Any, topic: Any, name: str, handler: Callable[[Any], Awaitable[None]], outputs: Outputs, limit: int) -> None:
-    async def agent(stream: Any) -> None:
-        acking = stream.noack()
-        dispatcher = KeyedDispatcher(limit)
-        try:
-            async for event in acking.events():
-                await dispatcher.submit(event.key, functools.partial(_handle, acking, event, handler, outputs, name))
-        finally:
-            await dispatcher.drain()
-
-    agent.__name__ = agent.__qualname__ = f"conveyor_{name.replace('-', '_')}"
-    app.agent(topic, name=f"conveyor.{name}")(agent)
-
-
-async def _handle(stream: Any, event: Any, handler: Callable[[Any], Awaitable[None]], outputs: Outputs, name: str) -> None:
-    try:
-        await handler(event)
-    except Exception as exc:  # noqa: BLE001 - a bug or a broker failure: dead-letter it, keep serving
-        log.exception("%s: unexpected error at %s[%s]@%s", name, event.message.topic, event.message.partition, event.message.offset)
-        try:
-            await outputs.dead_letter(event.message, None, name, exc, 1, None)
-        except Exception:  # noqa: BLE001 - broker unreachable: leave unacked, it is re-delivered after restart
-            log.exception("%s: could not dead-letter the message either; leaving it unacked", name)
-            return
-    await stream.ack(event)
 
 
 def _with_startup_declare(app: Any, outputs: Outputs) -> None:
@@ -119,6 +99,18 @@ def _with_startup_declare(app: Any, outputs: Outputs) -> None:
     app.task(declare_topics, on_leader=False)
 
 
+def _with_sweeps(app: Any, tables: list[tuple[str, ExpiringTable]], interval_s: float) -> None:
+    """A timer that expires old entries of ``tables`` (each worker sweeps the partitions it owns)."""
+
+    async def sweep() -> None:
+        for name, t in tables:
+            report = t.sweep()
+            if report.expired or report.forgotten:
+                log.info("%s %s: %d expired, %d forgotten, %d kept", app.conf.id, name, report.expired, report.forgotten, report.kept)
+
+    app.timer(interval_s, on_leader=False, name=f"{app.conf.id}-sweep")(sweep)
+
+
 def compile(
     spec: GraphSpec,
     settings: Settings,
@@ -126,8 +118,8 @@ def compile(
     *,
     embedded: bool,
     worker: str,
+    directory: Directory,
     only: tuple[str, ...] = (),
-    pipelines: dict[str, GraphSpec] | None = None,
     registry: dict[str, type] = STEPS,
 ) -> Compiled:
     """Faust apps for the components of ``spec`` named in ``only`` (all when empty)."""
@@ -148,43 +140,53 @@ def compile(
         compiled.apps.append(app)
         return app, outputs
 
+    def expiring(app: Any, name: str, component: str, ttl_s: float) -> ExpiringTable:
+        t = ExpiringTable(table(app, name, settings.partitions), app, ttl_s)
+        compiled.tables.setdefault(name, {})[component] = t
+        return t
+
+    def agent(app: Any, outputs: Outputs, topic_name: str, name: str, handler: Any, limit: int) -> None:
+        async def last_resort(message: Any, exc: BaseException) -> None:
+            await outputs.dead_letter(message, spec.name if name not in ("ingress", "ledger") else None, name, exc, 1, None)
+
+        topic = raw_topic(app, topic_name, settings.partitions)
+        faust_adapter.register_agent(app, topic, name, handler, last_resort, limit)
+
     if "ingress" in wanted:
         app, outputs = new_app("conveyor-ingress")
-        all_pipelines = pipelines or {spec.name: spec}
-        for p in all_pipelines.values():
-            outputs.topic(step_topic(p.name, p.entry))
-        ingress = IngressProcessor(outputs, all_pipelines, settings)
+        outputs.topic(step_topic(spec.name, spec.entry))
+        ingress = IngressProcessor(outputs, directory, settings)
         metrics.declare("-", "ingress")
         # keyed by the client's key: a client that keys by session keeps its order; unkeyed requests stay in order
-        limit = settings.concurrency_for("ingress")
-        _register_agent(app, raw_topic(app, REQUESTS, settings.partitions), "ingress", ingress.process, outputs, limit)
+        agent(app, outputs, REQUESTS, "ingress", ingress.process, settings.concurrency_for("ingress"))
 
     for node in spec.nodes:
         if node.name not in wanted:
             continue
         app, outputs = new_app(f"conveyor-{spec.name}-{node.name}")
         step: Step = registry[node.step](**node.config)
-        tables = StepTables(request_state=table(app, REQUEST_STATE, settings.partitions))
+        swept = [(REQUEST_STATE, expiring(app, REQUEST_STATE, node.name, settings.state_ttl_s))]
+        tables = StepTables(request_state=swept[0][1])
         if getattr(step, "uses_history", False):
-            tables.session_history = table(app, SESSION_HISTORY, settings.partitions)
-            compiled.tables.setdefault(SESSION_HISTORY, {})[node.name] = tables.session_history
-        compiled.tables.setdefault(REQUEST_STATE, {})[node.name] = tables.request_state
+            tables.session_history = expiring(app, SESSION_HISTORY, node.name, settings.session_ttl_s)
+            swept.append((SESSION_HISTORY, tables.session_history))
         for target in node.targets():
             if target not in (END, REJECT):
                 outputs.topic(step_topic(spec.name, target))
-        processor = StepProcessor(spec, node, step, outputs, tables)
+        processor = StepProcessor(spec, node, step, outputs, tables, settings.history_turns)
         limit = node.policy.concurrency or settings.concurrency_for(node.name)
-        topic = raw_topic(app, step_topic(spec.name, node.name), settings.partitions)
-        _register_agent(app, topic, node.name, processor.process, outputs, limit)
+        agent(app, outputs, step_topic(spec.name, node.name), node.name, processor.process, limit)
+        _with_sweeps(app, swept, settings.sweep_interval_s)
         compiled.steps.append(step)
 
     if "ledger" in wanted:
         app, outputs = new_app("conveyor-ledger")
         ledger_table = table(app, COST_LEDGER, settings.partitions)
         compiled.tables[COST_LEDGER] = {"ledger": ledger_table}
+        seen = expiring(app, LEDGER_SEEN, "ledger", settings.state_ttl_s)
         metrics.declare("-", "ledger")
         # keyed by tenant: each tenant's read-modify-write runs in order, tenants in parallel
-        ledger = LedgerProcessor(outputs, ledger_table)
-        limit = settings.concurrency_for("ledger")
-        _register_agent(app, raw_topic(app, LEDGER, settings.partitions), "ledger", ledger.process, outputs, limit)
+        ledger = LedgerProcessor(outputs, ledger_table, seen)
+        agent(app, outputs, LEDGER, "ledger", ledger.process, settings.concurrency_for("ledger"))
+        _with_sweeps(app, [(LEDGER_SEEN, seen)], settings.sweep_interval_s)
     return compiled

@@ -12,7 +12,9 @@ import logging
 from typing import Any
 
 from steps.resources import ResourceConfig, Resources
+from streams import faust_adapter
 from streams.app import Settings
+from streams.directory import PipelineDirectory
 from streams.errors import BrokerUnreachableError, ConfigError
 from streams.graph import ECHO, SUPPORT, GraphSpec
 from streams.metrics import Metrics, MetricsServer
@@ -51,21 +53,19 @@ async def detect_embedded(settings: Settings) -> bool:
         ) from None
 
 
-def report_lag(compiled: Compiled, metrics: Metrics) -> None:
-    """Set ``conveyor_consumer_lag`` for every input partition held (called at each scrape)."""
-    for _, consumer, tp in compiled.input_partitions():
-        try:
-            highwater = consumer.highwater(tp)  # from Fetch responses: right on the embedded broker too
-        except Exception:  # noqa: BLE001 - no fetch response for this partition yet
-            continue
-        if highwater is None:
-            continue
-        read = consumer._read_offset.get(tp)
-        position = read + 1 if read is not None else (consumer._committed_offset.get(tp) or 0)
-        metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+def report_gauges(compiled: Compiled, metrics: Metrics) -> None:
+    """Set ``conveyor_consumer_lag`` per input partition held and ``conveyor_table_keys`` (at each scrape)."""
+    for app, tp in compiled.input_partitions():
+        lag = faust_adapter.lag(app, tp)
+        if lag is not None:
+            metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+    for table, component, keys in compiled.table_sizes():
+        metrics.table_keys.labels(table, component).set(keys)
 
 
-def _build_service(compiled: Compiled, resources: Resources, server: MetricsServer, metrics: Metrics) -> Any:
+def _build_service(
+    compiled: Compiled, resources: Resources, server: MetricsServer, directory: PipelineDirectory
+) -> Any:
     import mode
 
     class ConveyorWorker(mode.Service):
@@ -76,12 +76,14 @@ def _build_service(compiled: Compiled, resources: Resources, server: MetricsServ
             log.warning("metrics on http://%s:%d/metrics", server.host, server.port)
             for step in compiled.steps:
                 await step.warm_up(resources)
+            await directory.start()
             await asyncio.gather(*(self.add_runtime_dependency(app) for app in compiled.apps))
             server.ready = True
             log.warning("worker ready: %s", ", ".join(app.conf.id for app in compiled.apps))
 
         async def on_stop(self) -> None:
             server.ready = False
+            await directory.stop()
             await server.stop()
             await resources.close()
 
@@ -94,16 +96,17 @@ def build_worker(settings: Settings, embedded: bool) -> tuple[Any, Compiled, Met
     if spec is None:
         raise ConfigError(f"unknown pipeline {settings.pipeline!r}; known: {sorted(PIPELINES)}")
     metrics = Metrics()
-    compiled = compile(
-        spec, settings, metrics, embedded=embedded, worker=worker_name(settings.worker_name),
-        only=settings.steps, pipelines=PIPELINES,
+    name = worker_name(settings.worker_name)
+    directory = PipelineDirectory(
+        settings, name, {spec.name: spec.entry}, ttl_s=settings.announce_ttl_s, every_s=settings.announce_every_s
     )
+    compiled = compile(spec, settings, metrics, embedded=embedded, worker=name, directory=directory, only=settings.steps)
     server = MetricsServer(
         metrics, settings.metrics_host, settings.metrics_port, compiled.table_dump, compiled.assignments,
-        on_scrape=lambda: report_lag(compiled, metrics),
+        on_scrape=lambda: report_gauges(compiled, metrics),
     )
     resources = Resources(resource_config(settings))
-    return _build_service(compiled, resources, server, metrics), compiled, server
+    return _build_service(compiled, resources, server, directory), compiled, server
 
 
 def quiet_loggers(level: int = logging.WARNING) -> None:

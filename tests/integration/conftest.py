@@ -142,7 +142,8 @@ def exchange(bootstrap: str, requests: list[dict[str, Any]], timeout_s: float = 
         async with Client(Settings(broker=bootstrap)) as client:
             start = await client.positions("conveyor.results")
             ids = await client.publish(requests)
-            return await client.results(ids, start, timeout_s)
+            tenants = {rid: r.get("tenant") or "default" for rid, r in zip(ids, requests)}
+            return await client.results(ids, start, timeout_s, tenants=tenants)
 
     return asyncio.run(go())
 

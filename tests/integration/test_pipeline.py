@@ -117,7 +117,7 @@ def test_follow_up_is_answered_from_session_history(broker: Any, worker: Any) ->
     (r1,), (r2,) = first.values(), follow.values()
     assert r1.status == r2.status == "ok"
     assert "revers" in (r2.answer or "").lower() and r2.citations
-    history = worker.state("session-history")["generation"][f"hist/{session}"]
+    history = worker.state("session-history")["generation"][f"hist/{session}"]["value"]
     assert [t["request_id"] for t in history] == [r1.id, r2.id]
     assert history[1]["question"] == "And in reverse order?"
 
@@ -219,6 +219,6 @@ def test_history_keeps_publish_order_across_routes(broker: Any, worker: Any) -> 
     q, s = uid("q"), uid("s")
     exchange(broker.bootstrap, [{"id": q, "text": "How do I open a file for writing?", "tenant": "ord", "session": session},
                                 {"id": s, "text": "Thanks!", "tenant": "ord", "session": session}])
-    history = worker.state("session-history")["generation"][f"ord/{session}"]
+    history = worker.state("session-history")["generation"][f"ord/{session}"]["value"]
     assert [t["request_id"] for t in history] == [q, s]
     assert history[0]["asked_at"] <= history[1]["asked_at"]

@@ -84,7 +84,7 @@ def test_tables_recover_exactly_after_sigkill(own_broker: Any, start_worker: Any
     before_ledger = wait_for(ledger_complete, 30, "every cost entry in the ledger")
     before_history = a.state("session-history")["generation"]
     before_requests = a.state("request-state")
-    assert len(before_history) == len(sessions) and all(len(v) == len(questions) for v in before_history.values())
+    assert len(before_history) == len(sessions) and all(len(v["value"]) == len(questions) for v in before_history.values())
     time.sleep(1.5)  # changelog writes are acknowledged asynchronously; let them land before the kill
     a.stop(signal.SIGKILL)
 
@@ -99,8 +99,11 @@ def test_tables_recover_exactly_after_sigkill(own_broker: Any, start_worker: Any
     # and it keeps serving, with the recovered history in context
     (r,) = exchange(own_broker.bootstrap, [{"text": "Thanks!", "tenant": "t0", "session": sessions[0]}]).values()
     assert r.status == "ok"
-    assert len(wait_for(lambda: b.state("session-history")["generation"][f"t0/{sessions[0]}"] if len(
-        b.state("session-history")["generation"][f"t0/{sessions[0]}"]) == 5 else None, 20, "fifth turn")) == 5
+    def turns() -> list[Any] | None:
+        value = b.state("session-history")["generation"][f"t0/{sessions[0]}"]["value"]
+        return value if len(value) == 5 else None
+
+    assert len(wait_for(turns, 20, "fifth turn")) == 5
 
 
 def test_failing_step_gives_failed_result_and_dead_letter(own_broker: Any, start_worker: Any, fake_llm: Any) -> None:

@@ -32,7 +32,24 @@ def test_only_text_is_required_and_unknown_fields_go_to_metadata() -> None:
 
 def test_session_key() -> None:
     assert Request(id="r-1", text="x", tenant="acme", session="s-9").session_key() == "acme/s-9"
-    assert Request(id="r-1", text="x").session_key() == "r-1"
+    assert Request(id="r-1", text="x").session_key() == "default/#r-1"
+
+
+def test_keys_of_different_tenants_never_collide() -> None:
+    """tenant acme + session team/s9 and tenant acme/team + session s9 used to share ``acme/team/s9``."""
+    a = Request(id="r-1", text="x", tenant="acme", session="team/s9")
+    b = Request(id="r-1", text="x", tenant="acme/team", session="s9")
+    assert a.session_key() != b.session_key()
+    assert (a.session_key(), b.session_key()) == ("acme/team%2Fs9", "acme%2Fteam/s9")
+    # a session named like another request's id-key cannot collide either
+    c = Request(id="s9", text="x", tenant="acme")
+    d = Request(id="r-2", text="x", tenant="acme", session="#s9")
+    assert c.session_key() != d.session_key()
+    # the same id from two tenants is two requests
+    e, f = Request(id="r-1", text="x", tenant="t1"), Request(id="r-1", text="x", tenant="t2")
+    assert e.request_key() != f.request_key()
+    g, h = Request(id="b/r-1", text="x", tenant="a"), Request(id="r-1", text="x", tenant="a/b")
+    assert g.request_key() != h.request_key()
 
 
 @pytest.mark.parametrize(
@@ -62,6 +79,7 @@ def test_result_matches_design_example() -> None:
         "id": "r-123", "status": "ok", "answer": "...", "citations": [{"source": "s", "title": "t", "score": 0.71}],
         "route": ["classification", "retrieval", "generation", "safety"], "intent": "howto",
         "usage": {"input_tokens": 412, "output_tokens": 96, "cost_usd": 0.00031}, "latency_ms": 184.2,
-        "trace_id": "x", "safety": {"verdict": "allow", "flags": []}, "error": None,
+        "trace_id": "x", "safety": {"verdict": "allow", "flags": []}, "error": None, "output": {},
     }
-    assert orjson.loads(encode(Result.model_validate(example))) == example
+    # DESIGN.md §2's example, plus ``tenant``: with ``id`` it names the request (ids are per tenant)
+    assert orjson.loads(encode(Result.model_validate(example))) == {**example, "tenant": None}
