@@ -35,6 +35,11 @@ def resource_config(settings: Settings) -> ResourceConfig:
         llm_model=settings.llm_model,
         llm_timeout_s=settings.llm_timeout_s,
         llm_max_tokens=settings.llm_max_tokens,
+        llm_breaker_failures=settings.llm_breaker_failures,
+        llm_breaker_reset_s=settings.llm_breaker_reset_s,
+        llm_max_concurrency=settings.llm_max_concurrency,
+        llm_bulkhead_wait_s=settings.llm_bulkhead_wait_s,
+        llm_fallback=settings.llm_fallback,
         prices=dict(settings.prices),
     )
 

@@ -66,3 +66,23 @@ def test_histogram_p50_matches_the_observations() -> None:
             m.processing.labels("support", "generation").observe(v)
     p50 = histogram_p50([a.exposition().decode(), b.exposition().decode()], "conveyor_step_processing_seconds")
     assert 0.0025 <= p50["generation"] <= 0.005  # 6 of 10 observations are 3 ms
+
+
+def test_request_budget_and_llm_resilience_defaults_reach_the_resources(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.worker import resource_config
+
+    for name in ("DEFAULT_DEADLINE_MS", "LLM_TIMEOUT_S", "LLM_FALLBACK", "LLM_MAX_CONCURRENCY"):
+        monkeypatch.delenv(f"CONVEYOR_{name}", raising=False)
+    s = Settings()
+    assert (s.default_deadline_ms, s.llm_timeout_s) == (60_000, 20.0)
+    config = resource_config(s)
+    assert (config.llm_timeout_s, config.llm_breaker_failures, config.llm_breaker_reset_s, config.llm_max_concurrency,
+            config.llm_bulkhead_wait_s, config.llm_fallback) == (20.0, 5, 30.0, 16, 2.0, "none")
+    monkeypatch.setenv("CONVEYOR_DEFAULT_DEADLINE_MS", "5000")
+    monkeypatch.setenv("CONVEYOR_LLM_FALLBACK", "extractive")
+    monkeypatch.setenv("CONVEYOR_LLM_MAX_CONCURRENCY", "4")
+    s = Settings()
+    assert (s.default_deadline_ms, resource_config(s).llm_fallback, resource_config(s).llm_max_concurrency) == (
+        5000, "extractive", 4)
+    with pytest.raises(ValueError, match="llm_fallback"):
+        Settings(llm_fallback="gpt-5")
