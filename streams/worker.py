@@ -70,6 +70,13 @@ def report_lag(compiled: Compiled, metrics: Metrics) -> None:
         metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
 
+def report_providers(resources: Resources, metrics: Metrics) -> None:
+    """Set ``conveyor_circuit_state`` and ``conveyor_provider_fallbacks_total`` per provider (at each scrape)."""
+    fallbacks = resources.fallbacks()
+    for name, breaker in resources.breakers().items():
+        metrics.report_provider(name, breaker.value, fallbacks.get(name, 0))
+
+
 def _build_service(compiled: Compiled, resources: Resources, server: MetricsServer, metrics: Metrics) -> Any:
     import mode
 
@@ -103,11 +110,18 @@ def build_worker(settings: Settings, embedded: bool) -> tuple[Any, Compiled, Met
         spec, settings, metrics, embedded=embedded, worker=worker_name(settings.worker_name),
         only=settings.steps, pipelines=PIPELINES,
     )
+    resources = Resources(resource_config(settings))
+    for provider in resources.breakers():
+        metrics.declare_provider(provider)
+
+    def on_scrape() -> None:
+        report_lag(compiled, metrics)
+        report_providers(resources, metrics)
+
     server = MetricsServer(
         metrics, settings.metrics_host, settings.metrics_port, compiled.table_dump, compiled.assignments,
-        on_scrape=lambda: report_lag(compiled, metrics),
+        on_scrape=on_scrape,
     )
-    resources = Resources(resource_config(settings))
     return _build_service(compiled, resources, server, metrics), compiled, server
 
 
