@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from steps.embedding import AsyncEmbedder, MiniLMEmbedder
+from steps.resilience import CircuitBreaker, ResilientProvider
 
 if TYPE_CHECKING:
     from steps.generation import Provider
     from steps.index import VectorIndex
-    from steps.resilience import CircuitBreaker
 
 __all__ = ["Resources", "ResourceConfig"]
 
@@ -86,8 +86,8 @@ class Resources:
 
     def fallbacks(self) -> dict[str, int]:
         """Answers each remote provider's fallback gave instead of it, since start."""
-        count = getattr(self._provider, "fallbacks", 0)
-        return {name: int(count) for name in self._breakers}
+        count = self._provider.fallbacks if isinstance(self._provider, ResilientProvider) else 0
+        return {name: count for name in self._breakers}
 
     async def close(self) -> None:
         if self._provider is not None:
