@@ -13,6 +13,7 @@ Errors (raise them from ``run``; ``streams.policy`` decides what happens next)::
 
     StepError
     ├── RetryableStepError   transient (HTTP 429/5xx, timeouts): retried with backoff
+    │                        (at least ``retry_after_s`` when the dependency said how long)
     └── FatalStepError       the input can never succeed: no retry, straight to failed + DLQ
 """
 
@@ -44,7 +45,16 @@ class StepError(Exception):
 
 
 class RetryableStepError(StepError):
-    """A transient failure: the runtime retries the step with exponential backoff."""
+    """A transient failure: the runtime retries the step with exponential backoff.
+
+    ``retry_after_s`` is the dependency's own hint (an HTTP ``Retry-After``): the runtime waits at
+    least that long before the next attempt, and gives up at once when the wait would pass the
+    request's deadline.
+    """
+
+    def __init__(self, message: str = "", *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class FatalStepError(StepError):

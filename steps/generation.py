@@ -14,15 +14,29 @@ from steps.providers import (
     Provider,
     cited_numbers,
 )
+from steps.resilience import Bulkhead, CircuitBreaker, ResilientProvider
 from steps.resources import ResourceConfig, Resources
 from steps.retrieval import RetrievedPassage
 
-__all__ = ["UnknownProviderError", "Citation", "Generation", "GenerationInput", "GenerationOutput", "cost_usd", "make_provider"]
-
+__all__ = [
+    "UnknownFallbackError",
+    "UnknownProviderError",
+    "Citation",
+    "Generation",
+    "GenerationInput",
+    "GenerationOutput",
+    "cost_usd",
+    "make_breakers",
+    "make_provider",
+]
 
 
 class UnknownProviderError(ValueError):
     """CONVEYOR_LLM_PROVIDER names no provider: use 'extractive' or 'openai'."""
+
+
+class UnknownFallbackError(ValueError):
+    """CONVEYOR_LLM_FALLBACK names no fallback: use 'none' or 'extractive'."""
 
 
 class Citation(StepModel):
@@ -49,13 +63,38 @@ def cost_usd(prices: dict[str, tuple[float, float]], model: str, input_tokens: i
     return round((input_tokens * per_in + output_tokens * per_out) / 1_000_000, 8)
 
 
-def make_provider(config: ResourceConfig, embedder: AsyncEmbedder) -> Provider:
+def make_breakers(config: ResourceConfig) -> dict[str, CircuitBreaker]:
+    """One circuit breaker per remote provider, by name; the offline provider needs none."""
+    if config.llm_provider != "openai":
+        return {}
+    breaker = CircuitBreaker(config.llm_breaker_failures, config.llm_breaker_reset_s, name=config.llm_name)
+    return {config.llm_name: breaker}
+
+
+def make_provider(config: ResourceConfig, embedder: AsyncEmbedder, breaker: CircuitBreaker | None = None) -> Provider:
+    """The configured provider; a remote one behind a breaker, a bulkhead and the configured fallback."""
     if config.llm_provider == "extractive":
         return ExtractiveProvider(embedder)
     if config.llm_provider == "openai":
-        return OpenAIProvider(config.llm_base_url, config.llm_model, config.llm_api_key, config.llm_timeout_s)
+        primary = OpenAIProvider(config.llm_base_url, config.llm_model, config.llm_api_key, config.llm_timeout_s)
+        return ResilientProvider(
+            primary,
+            breaker if breaker is not None else make_breakers(config)[config.llm_name],
+            Bulkhead(config.llm_max_concurrency, config.llm_bulkhead_wait_s, name=config.llm_name),
+            fallback=_fallback(config, embedder),
+        )
     raise UnknownProviderError(
         f"unknown LLM provider {config.llm_provider!r}: set CONVEYOR_LLM_PROVIDER to 'extractive' or 'openai'"
+    )
+
+
+def _fallback(config: ResourceConfig, embedder: AsyncEmbedder) -> Provider | None:
+    if config.llm_fallback == "none":
+        return None
+    if config.llm_fallback == "extractive":
+        return ExtractiveProvider(embedder)
+    raise UnknownFallbackError(
+        f"unknown LLM fallback {config.llm_fallback!r}: set CONVEYOR_LLM_FALLBACK to 'none' or 'extractive'"
     )
 
 

@@ -9,8 +9,13 @@ its ``[n]`` citation, and says it does not know when nothing relevant was retrie
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import re
+import time
 from collections import OrderedDict
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +32,8 @@ __all__ = [
     "Provider",
     "SYSTEM_PROMPT",
     "cited_numbers",
+    "error_summary",
+    "parse_retry_after",
 ]
 
 SYSTEM_PROMPT = (
@@ -34,6 +41,8 @@ SYSTEM_PROMPT = (
     "them as [n]. If the sources do not answer the question, say you don't know. Be concise."
 )
 NO_ANSWER = "I don't know: the knowledge base has nothing relevant to this question."
+MAX_RETRY_AFTER_S = 300.0  # a server asking for longer is treated as asking for this
+_ERROR_FIELD = re.compile(r"[A-Za-z][\w.-]{0,63}")
 
 
 @dataclass
@@ -74,14 +83,64 @@ def cited_numbers(text: str, limit: int) -> list[int]:
     return seen
 
 
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` value (delta-seconds or HTTP-date), capped.
+
+    ``None`` when absent or unreadable; a date in the past gives 0. ``now`` is a ``time.time()``.
+    """
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP-date is always GMT
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def error_summary(body: str) -> str:
+    """What of a provider's error body is safe to log: ``error.type`` and ``error.code`` only.
+
+    Never ``error.message`` nor raw text: servers echo the prompt there, and the runtime writes error
+    messages to logs, results, spans and dead letters. Values that are not short identifiers are dropped.
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return ""
+    parts: list[str] = []
+    for key in ("type", "code"):
+        value = error.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 100_000:
+            parts.append(f"{key}={value}")
+        elif isinstance(value, str) and _ERROR_FIELD.fullmatch(value):
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
 def render_sources(passages: list[dict[str, Any]]) -> str:
     return "\n\n".join(f"[{i}] {p['title']} ({p['source']})\n{p['text']}" for i, p in enumerate(passages, 1))
 
 
 class OpenAIProvider:
-    """Chat completions over HTTP. 429/5xx/timeouts are retryable; other 4xx are fatal."""
+    """Chat completions over HTTP. 429/5xx/timeouts are retryable; other 4xx are fatal.
 
-    def __init__(self, base_url: str, model: str, api_key: str = "", timeout_s: float = 60.0) -> None:
+    ``timeout_s`` bounds each call. A 429/503's ``Retry-After`` becomes the error's ``retry_after_s``.
+    Error messages carry the status, the URL and :func:`error_summary` of the body, never the body.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key: str = "", timeout_s: float = 20.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key
@@ -127,20 +186,19 @@ class OpenAIProvider:
                 url, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
             ) as resp:
                 body = await resp.text()
-                if resp.status in (408, 409, 429) or resp.status >= 500:
-                    raise RetryableStepError(f"LLM at {url} answered HTTP {resp.status}: {body[:200]}")
                 if resp.status >= 400:
-                    raise FatalStepError(
-                        f"LLM at {url} refused the request with HTTP {resp.status}: {body[:200]} "
-                        "(check CONVEYOR_LLM_MODEL and CONVEYOR_LLM_API_KEY)"
-                    )
+                    raise self._status_error(url, resp.status, body, resp.headers.get("Retry-After"))
                 data = await resp.json(content_type=None)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             raise RetryableStepError(f"LLM at {url} unreachable: {exc!r}") from exc
         try:
             text = data["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError) as exc:
-            raise FatalStepError(f"LLM at {url} returned no choices[0].message.content: {str(data)[:200]}") from exc
+            keys = sorted(data)[:10] if isinstance(data, dict) else type(data).__name__
+            raise FatalStepError(
+                f"LLM at {url} returned no choices[0].message.content (top-level keys: {keys}): "
+                "check that CONVEYOR_LLM_BASE_URL is an OpenAI-compatible /v1 endpoint"
+            ) from exc
         usage = data.get("usage") or {}
         return Completion(
             text=text.strip(),
@@ -148,6 +206,19 @@ class OpenAIProvider:
             input_tokens=int(usage.get("prompt_tokens", 0)),
             output_tokens=int(usage.get("completion_tokens", 0)),
             passages=request.passages,
+        )
+
+    @staticmethod
+    def _status_error(url: str, status: int, body: str, retry_after: str | None) -> RetryableStepError | FatalStepError:
+        summary = error_summary(body)
+        detail = f" ({summary})" if summary else ""
+        if status in (408, 409, 429) or status >= 500:
+            wait = parse_retry_after(retry_after) if status in (429, 503) else None
+            hint = f"; retry after {wait:.3g}s as it asked" if wait is not None else ""
+            return RetryableStepError(f"LLM at {url} answered HTTP {status}{detail}{hint}", retry_after_s=wait)
+        return FatalStepError(
+            f"LLM at {url} refused the request with HTTP {status}{detail} "
+            "(check CONVEYOR_LLM_MODEL and CONVEYOR_LLM_API_KEY)"
         )
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from steps.embedding import AsyncEmbedder, MiniLMEmbedder
+from steps.resilience import CircuitBreaker, ResilientProvider
 
 if TYPE_CHECKING:
     from steps.generation import Provider
@@ -31,9 +32,19 @@ class ResourceConfig:
     llm_base_url: str = "http://127.0.0.1:8000/v1"
     llm_api_key: str = ""
     llm_model: str = "gpt-4o-mini"
-    llm_timeout_s: float = 60.0
+    llm_timeout_s: float = 20.0
     llm_max_tokens: int = 400
+    llm_breaker_failures: int = 5
+    llm_breaker_reset_s: float = 30.0
+    llm_max_concurrency: int = 16
+    llm_bulkhead_wait_s: float = 2.0
+    llm_fallback: str = "none"
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def llm_name(self) -> str:
+        """The provider as metrics and errors name it: ``openai:gpt-4o-mini``."""
+        return f"{self.llm_provider}:{self.llm_model}"
 
 
 class Resources:
@@ -45,6 +56,9 @@ class Resources:
         self._index: VectorIndex | None = None
         self._provider: Provider | None = None
         self._index_lock = asyncio.Lock()
+        from steps.generation import make_breakers
+
+        self._breakers = make_breakers(config)  # built now (cheap): a gauge can show them before first use
 
     async def index(self) -> VectorIndex:
         """The retrieval index (loaded from the disk cache, or built once off the event loop)."""
@@ -63,8 +77,17 @@ class Resources:
         if self._provider is None:
             from steps.generation import make_provider
 
-            self._provider = make_provider(self.config, self.embedder)
+            self._provider = make_provider(self.config, self.embedder, breaker=self._breakers.get(self.config.llm_name))
         return self._provider
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """The circuit breaker of each remote provider, by provider name (none for offline ones)."""
+        return dict(self._breakers)
+
+    def fallbacks(self) -> dict[str, int]:
+        """Answers each remote provider's fallback gave instead of it, since start."""
+        count = self._provider.fallbacks if isinstance(self._provider, ResilientProvider) else 0
+        return {name: count for name in self._breakers}
 
     async def close(self) -> None:
         if self._provider is not None:

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     embedded: Literal["auto", "yes", "no"] = "auto"
     max_text_chars: int = Field(default=8000, ge=1)
-    default_deadline_ms: int | None = Field(default=None, gt=0)
+    default_deadline_ms: int | None = Field(default=60_000, gt=0)  # for requests without their own deadline_ms
     concurrency: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
     history_turns: int = Field(default=6, ge=0)
     index_dir: Path = Path.home() / ".cache" / "conveyor" / "index"
@@ -51,8 +51,13 @@ class Settings(BaseSettings):
     llm_base_url: str = "http://127.0.0.1:8000/v1"
     llm_api_key: SecretStr = SecretStr("")
     llm_model: str = "gpt-4o-mini"
-    llm_timeout_s: float = 60.0
+    llm_timeout_s: float = Field(default=20.0, gt=0)  # per attempt
     llm_max_tokens: int = 400
+    llm_breaker_failures: int = Field(default=5, ge=1)  # transient failures in a row that open the circuit
+    llm_breaker_reset_s: float = Field(default=30.0, gt=0)  # open this long, then one probe call
+    llm_max_concurrency: int = Field(default=16, ge=1)  # calls in flight to the LLM, per worker process
+    llm_bulkhead_wait_s: float = Field(default=2.0, ge=0)  # wait for a free slot before failing fast
+    llm_fallback: Literal["none", "extractive"] = "none"  # answers while the circuit is open or slots full
     prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"

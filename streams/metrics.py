@@ -55,7 +55,17 @@ class Metrics:
         self.table_keys = Gauge(
             "conveyor_table_keys", "Keys held in this worker's copy of a table.", ["table", "component"], registry=r
         )
+        self.circuit = Gauge(
+            "conveyor_circuit_state",
+            "Circuit breaker of an LLM provider: 0 closed, 1 half-open (one probe call let through), 2 open (failing fast).",
+            ["provider"], registry=r,
+        )
+        self.fallbacks = Counter(
+            "conveyor_provider_fallbacks", "Answers given by the fallback provider: circuit open or every slot taken.",
+            ["provider"], registry=r,
+        )
         self._tenants: set[str] = set()
+        self._fallbacks_seen: dict[str, int] = {}
 
     def tenant_label(self, tenant: str) -> str:
         if tenant in self._tenants or len(self._tenants) < MAX_TENANTS:
@@ -71,6 +81,19 @@ class Metrics:
         self.queue.labels(pipeline, step)
         self.inflight.labels(pipeline, step)
         self.retries.labels(pipeline, step)
+
+    def declare_provider(self, provider: str) -> None:
+        """Pre-create a provider's series (circuit closed, no fallbacks) so they show from start-up."""
+        self.circuit.labels(provider).set(0)
+        self.fallbacks.labels(provider)
+
+    def report_provider(self, provider: str, state: int, fallbacks: int) -> None:
+        """Circuit state (0/1/2) and the running total of fallback answers, read at scrape time."""
+        self.circuit.labels(provider).set(state)
+        new = fallbacks - self._fallbacks_seen.get(provider, 0)
+        if new > 0:
+            self.fallbacks.labels(provider).inc(new)
+            self._fallbacks_seen[provider] = fallbacks
 
     def record_usage(self, pipeline: str, step: str, tenant: str, model: str, tokens_in: int, tokens_out: int, cost: float) -> None:
         self.tokens.labels(pipeline, step, model, "input").inc(tokens_in)
@@ -106,7 +129,7 @@ class MetricsServer:
         from aiohttp import web
 
         async def metrics(_: web.Request) -> web.Response:
-            self.on_scrape()  # gauges computed on demand (consumer lag)
+            self.on_scrape()  # gauges computed on demand (consumer lag, circuit state)
             return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def healthz(_: web.Request) -> web.Response:

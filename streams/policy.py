@@ -3,6 +3,9 @@
 Pure asyncio with an injectable clock, sleep and random source, so it is tested without waiting.
 What is retried: ``RetryableStepError``, timeouts and connection errors. What is not: a
 ``FatalStepError`` and any other exception (a bug or a bad input does not get better by retrying).
+The wait before a retry is the backoff, or the error's ``retry_after_s`` when that is longer (an
+HTTP ``Retry-After``); a wait that would end past the deadline is not slept: the outcome is
+``timeout`` at once.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any, Awaitable, Callable, Literal
 from steps.base import FatalStepError, RetryableStepError
 from streams.graph import Policy
 
-__all__ = ["Outcome", "backoff_delay", "run_with_policy"]
+__all__ = ["Outcome", "backoff_delay", "retry_delay", "run_with_policy"]
 
 RETRYABLE: tuple[type[BaseException], ...] = (RetryableStepError, asyncio.TimeoutError, ConnectionError)
 
@@ -40,6 +43,13 @@ def backoff_delay(policy: Policy, attempt: int, rand: Callable[[], float] = rand
     """Delay before retry number ``attempt`` (1-based): exponential, capped, with +-jitter."""
     base = min(policy.backoff_max_s, policy.backoff_s * (2 ** (attempt - 1)))
     return max(0.0, base * (1 + policy.jitter * (2 * rand() - 1)))
+
+
+def retry_delay(policy: Policy, attempt: int, error: BaseException, rand: Callable[[], float] = random.random) -> float:
+    """The wait before retry number ``attempt``: the backoff, or the error's ``retry_after_s`` if longer."""
+    delay = backoff_delay(policy, attempt, rand)
+    hint = error.retry_after_s if isinstance(error, RetryableStepError) else None
+    return delay if hint is None else max(delay, hint)
 
 
 async def run_with_policy(
@@ -76,8 +86,15 @@ async def run_with_policy(
                 return Outcome("timeout", attempts=attempt, error=error)
             if attempt > policy.retries:
                 return Outcome("failed", attempts=attempt, error=error)
+            delay = retry_delay(policy, attempt, exc, rand)
+            if deadline is not None and clock() + delay >= deadline:
+                late = asyncio.TimeoutError(
+                    f"deadline would pass during the {delay:.3g}s wait before attempt {attempt + 1} "
+                    f"(last error: {Outcome(error=error, status='failed').error_text})"
+                )
+                return Outcome("timeout", attempts=attempt, error=late)
             if on_retry is not None:
                 on_retry(attempt, error)
-            await sleep(backoff_delay(policy, attempt, rand))
+            await sleep(delay)
         except Exception as exc:  # noqa: BLE001 - anything else is a bug or bad input: no retry
             return Outcome("failed", attempts=attempt, error=exc)

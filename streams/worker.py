@@ -37,6 +37,11 @@ def resource_config(settings: Settings) -> ResourceConfig:
         llm_model=settings.llm_model,
         llm_timeout_s=settings.llm_timeout_s,
         llm_max_tokens=settings.llm_max_tokens,
+        llm_breaker_failures=settings.llm_breaker_failures,
+        llm_breaker_reset_s=settings.llm_breaker_reset_s,
+        llm_max_concurrency=settings.llm_max_concurrency,
+        llm_bulkhead_wait_s=settings.llm_bulkhead_wait_s,
+        llm_fallback=settings.llm_fallback,
         prices=dict(settings.prices),
     )
 
@@ -61,6 +66,13 @@ def report_gauges(compiled: Compiled, metrics: Metrics) -> None:
             metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
     for table, component, keys in compiled.table_sizes():
         metrics.table_keys.labels(table, component).set(keys)
+
+
+def report_providers(resources: Resources, metrics: Metrics) -> None:
+    """Set ``conveyor_circuit_state`` and ``conveyor_provider_fallbacks_total`` per provider (at each scrape)."""
+    fallbacks = resources.fallbacks()
+    for name, breaker in resources.breakers().items():
+        metrics.report_provider(name, breaker.value, fallbacks.get(name, 0))
 
 
 def _build_service(
@@ -101,11 +113,18 @@ def build_worker(settings: Settings, embedded: bool) -> tuple[Any, Compiled, Met
         settings, name, {spec.name: spec.entry}, ttl_s=settings.announce_ttl_s, every_s=settings.announce_every_s
     )
     compiled = compile(spec, settings, metrics, embedded=embedded, worker=name, directory=directory, only=settings.steps)
+    resources = Resources(resource_config(settings))
+    for provider in resources.breakers():
+        metrics.declare_provider(provider)
+
+    def on_scrape() -> None:
+        report_gauges(compiled, metrics)
+        report_providers(resources, metrics)
+
     server = MetricsServer(
         metrics, settings.metrics_host, settings.metrics_port, compiled.table_dump, compiled.assignments,
-        on_scrape=lambda: report_gauges(compiled, metrics),
+        on_scrape=on_scrape,
     )
-    resources = Resources(resource_config(settings))
     return _build_service(compiled, resources, server, directory), compiled, server
 
 

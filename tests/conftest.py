@@ -63,14 +63,18 @@ class FakeLLM:
     """An OpenAI-compatible chat-completions server on 127.0.0.1, run in a thread.
 
     The requested model name picks the behaviour: ``ok`` answers citing [1]; ``flaky`` fails
-    with 503 on its first two calls; ``refuse`` answers 400; ``slow`` sleeps 2 s. A question holding
-    ``please-fail`` is refused with 400 whatever the model.
+    with 503 on its first two calls; ``refuse`` answers 400; ``slow`` sleeps 2 s; ``hang`` sleeps
+    30 s; ``ratelimited`` answers 429 with ``Retry-After: 1``, then succeeds only for a call that
+    waited the second out (a call too early gets another 429), then limits again; ``leaky`` (500) and ``leaky-400`` echo the question in
+    their error body, the way real servers echo a prompt. A question holding ``please-fail`` is refused
+    with 400 whatever the model.
     """
 
     def __init__(self) -> None:
         self.port = 0
         self.requests: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
+        self._limited_at: float | None = None  # loop time of the last 429 of ``ratelimited``
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -98,6 +102,19 @@ class FakeLLM:
                 return web.json_response({"error": {"message": "unknown model"}}, status=400)
             if model == "slow":
                 await asyncio.sleep(2)
+            if model == "hang":
+                await asyncio.sleep(30)
+            if model == "ratelimited":
+                now = asyncio.get_running_loop().time()
+                if self._limited_at is None or now - self._limited_at < 0.95:  # 1 s, less a margin for clocks
+                    self._limited_at = now
+                    error = {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}
+                    return web.json_response(error, status=429, headers={"Retry-After": "1"})
+                self._limited_at = None
+            if model in ("leaky", "leaky-400"):
+                echoed = f"Invalid prompt: {body['messages'][-1]['content']}"
+                error = {"error": {"message": echoed, "type": "invalid_request_error", "code": echoed}}
+                return web.json_response(error, status=500 if model == "leaky" else 400)
             return web.json_response({
                 "id": "cmpl-1", "object": "chat.completion", "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "Use reversed() or list.reverse() [1]."},

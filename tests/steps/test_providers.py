@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from email.utils import formatdate
 from typing import Any
 
 import pytest
 
 from steps.base import FatalStepError, RetryableStepError, StepContext
 from steps.generation import Generation, cost_usd
-from steps.providers import GenerationRequest, OpenAIProvider
+from steps.providers import GenerationRequest, OpenAIProvider, error_summary, parse_retry_after
 from steps.resources import ResourceConfig, Resources
+from streams.graph import Policy
+from streams.policy import run_with_policy
 
 PASSAGES = [{"source": "library/stdtypes.html", "title": "Lists", "text": "list.reverse() reverses in place.", "score": 0.8}]
 
@@ -74,3 +78,92 @@ def test_generation_step_records_cost_from_the_price_table(fake_llm: Any, tmp_pa
     out = asyncio.run(go())
     assert [c.source for c in out.citations] == ["library/stdtypes.html"]
     assert ctx.usage[0].cost_usd == pytest.approx(cost_usd({"ok": (1.0, 2.0)}, "ok", 120, 12)) == pytest.approx(0.000144)
+
+
+PII_QUESTION = "Why was jane.doe@example.com charged twice on card 4111 1111 1111 1111?"
+
+
+@pytest.mark.parametrize(("model", "error", "status"), [("leaky", RetryableStepError, "500"),
+                                                        ("leaky-400", FatalStepError, "400")])
+def test_error_bodies_echoing_the_prompt_stay_out_of_the_message(
+    fake_llm: Any, model: str, error: type[Exception], status: str
+) -> None:
+    provider = OpenAIProvider(fake_llm.base_url, model)
+
+    async def go() -> Any:
+        try:
+            return await provider.generate(GenerationRequest(question=PII_QUESTION, passages=PASSAGES))
+        finally:
+            await provider.close()
+
+    with pytest.raises(error) as caught:
+        asyncio.run(go())
+    message = str(caught.value)
+    assert status in message and fake_llm.base_url in message and "type=invalid_request_error" in message
+    assert "jane.doe" not in message and "example.com" not in message
+    assert "4111" not in message and "charged" not in message and "Invalid prompt" not in message
+
+
+def test_error_summary_keeps_only_identifier_fields() -> None:
+    assert error_summary('{"error": {"type": "server_error", "code": 503, "message": "x@y.z"}}') == "type=server_error, code=503"
+    assert error_summary('{"error": {"code": "4111111111111111", "type": "a b@c.d"}}') == ""
+    assert error_summary("upstream failed for jane@example.com") == ""
+    assert error_summary('{"error": "overloaded"}') == "" and error_summary("[1, 2]") == ""
+
+
+def test_retry_after_parsing() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after("1") == 1.0 and parse_retry_after(" 2.5 ") == 2.5
+    assert parse_retry_after(formatdate(now + 10, usegmt=True), now=now) == pytest.approx(10.0)
+    assert parse_retry_after(formatdate(now - 10, usegmt=True), now=now) == 0.0
+    assert parse_retry_after("86400") == 300.0  # capped
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None and parse_retry_after("nan") is None
+
+
+def test_429_retry_after_is_on_the_error_and_waited_out(fake_llm: Any) -> None:
+    provider = OpenAIProvider(fake_llm.base_url, "ratelimited")
+    request = GenerationRequest(question="How do I reverse a list?", passages=PASSAGES)
+    waits: list[float] = []
+
+    async def recorded_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    async def go() -> Any:
+        try:
+            with pytest.raises(RetryableStepError, match="429") as caught:
+                await provider.generate(request)  # limited: the next call must wait 1 s
+            assert caught.value.retry_after_s == 1.0 and "rate_limit_exceeded" in str(caught.value)
+            await asyncio.sleep(1.0)
+            first = await provider.generate(request)  # waited it out: answered, and limited again
+            # under the policy: 429 now, then a retry that the server accepts only after its second
+            outcome = await run_with_policy(lambda: provider.generate(request), Policy(retries=1, backoff_s=0.2),
+                                            sleep=recorded_sleep)
+            return first, outcome
+        finally:
+            await provider.close()
+
+    first, outcome = asyncio.run(go())
+    assert first.model == "ratelimited"
+    assert (outcome.status, outcome.attempts) == ("ok", 2), outcome.error_text
+    assert outcome.value.text.endswith("[1].") and waits == [1.0]
+
+
+def test_ignoring_retry_after_gets_another_429(fake_llm: Any) -> None:
+    """The server really holds the limit: a retry after the 0.2 s backoff alone is refused again."""
+    provider = OpenAIProvider(fake_llm.base_url, "ratelimited")
+    request = GenerationRequest(question="How do I reverse a list?", passages=PASSAGES)
+
+    async def go() -> Any:
+        try:
+            with contextlib.suppress(RetryableStepError):
+                await provider.generate(request)
+            await asyncio.sleep(0.2)
+            with pytest.raises(RetryableStepError, match="429"):
+                await provider.generate(request)
+            await asyncio.sleep(1.0)
+            return await provider.generate(request)
+        finally:
+            await provider.close()
+
+    assert asyncio.run(go()).model == "ratelimited"

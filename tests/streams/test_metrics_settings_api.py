@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
 import steps
 import streams
+from steps.base import RetryableStepError
 from streams.app import Settings
 from streams.metrics import Metrics
 
@@ -13,6 +15,7 @@ DESIGN_METRICS = {
     "conveyor_step_messages_total", "conveyor_step_processing_seconds", "conveyor_step_queue_seconds",
     "conveyor_step_inflight", "conveyor_step_retries_total", "conveyor_dlq_messages_total",
     "conveyor_request_latency_seconds", "conveyor_tokens_total", "conveyor_cost_usd_total", "conveyor_consumer_lag",
+    "conveyor_circuit_state", "conveyor_provider_fallbacks_total",
 }
 
 
@@ -23,6 +26,7 @@ def test_every_design_metric_is_exported() -> None:
     m.dlq.labels("support", "generation", "KeyError").inc()
     m.request_latency.labels("support", "ok").observe(0.2)
     m.lag.labels("conveyor.support.generation", "0").set(3)
+    m.declare_provider("openai:gpt-4o-mini")
     text = m.exposition().decode()
     names = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
     counters = {f"{n}_total" for n in names if f"# TYPE {n} counter" in text}
@@ -66,3 +70,47 @@ def test_histogram_p50_matches_the_observations() -> None:
             m.processing.labels("support", "generation").observe(v)
     p50 = histogram_p50([a.exposition().decode(), b.exposition().decode()], "conveyor_step_processing_seconds")
     assert 0.0025 <= p50["generation"] <= 0.005  # 6 of 10 observations are 3 ms
+
+
+def test_request_budget_and_llm_resilience_defaults_reach_the_resources(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.worker import resource_config
+
+    for name in ("DEFAULT_DEADLINE_MS", "LLM_TIMEOUT_S", "LLM_FALLBACK", "LLM_MAX_CONCURRENCY"):
+        monkeypatch.delenv(f"CONVEYOR_{name}", raising=False)
+    s = Settings()
+    assert (s.default_deadline_ms, s.llm_timeout_s) == (60_000, 20.0)
+    config = resource_config(s)
+    assert (config.llm_timeout_s, config.llm_breaker_failures, config.llm_breaker_reset_s, config.llm_max_concurrency,
+            config.llm_bulkhead_wait_s, config.llm_fallback) == (20.0, 5, 30.0, 16, 2.0, "none")
+    monkeypatch.setenv("CONVEYOR_DEFAULT_DEADLINE_MS", "5000")
+    monkeypatch.setenv("CONVEYOR_LLM_FALLBACK", "extractive")
+    monkeypatch.setenv("CONVEYOR_LLM_MAX_CONCURRENCY", "4")
+    s = Settings()
+    assert (s.default_deadline_ms, resource_config(s).llm_fallback, resource_config(s).llm_max_concurrency) == (
+        5000, "extractive", 4)
+    with pytest.raises(ValueError, match="llm_fallback"):
+        Settings(llm_fallback="gpt-5")
+
+
+def test_circuit_state_and_fallbacks_are_read_at_scrape_time(tmp_path: Any) -> None:
+    from steps.resources import ResourceConfig, Resources
+    from streams.worker import build_worker, report_providers
+
+    _, _, server = build_worker(Settings(data_dir=tmp_path, llm_provider="openai", llm_model="m", metrics_port=0),
+                                embedded=False)
+    text = server.metrics.exposition().decode()  # declared at build: a dashboard sees them from start-up
+    assert 'conveyor_circuit_state{provider="openai:m"} 0.0' in text
+    assert 'conveyor_provider_fallbacks_total{provider="openai:m"} 0.0' in text
+
+    m = Metrics()
+    resources = Resources(ResourceConfig(index_dir=tmp_path, llm_provider="openai", llm_model="m", llm_breaker_failures=1))
+    breaker = resources.breakers()["openai:m"]
+    with pytest.raises(RetryableStepError), breaker.call():
+        raise RetryableStepError("503")
+    provider = resources.provider()
+    provider.fallbacks = 3  # type: ignore[attr-defined]  # as three fallback answers would
+    report_providers(resources, m)
+    report_providers(resources, m)  # a second scrape adds nothing new
+    text = m.exposition().decode()
+    assert 'conveyor_circuit_state{provider="openai:m"} 2.0' in text
+    assert 'conveyor_provider_fallbacks_total{provider="openai:m"} 3.0' in text

@@ -92,3 +92,25 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert backoff_delay(p, 10, rand=lambda: 0.5) == 4.0
     assert backoff_delay(p, 1, rand=lambda: 0.0) == 0.5
     assert backoff_delay(p, 1, rand=lambda: 1.0) == 1.5
+
+
+def test_retry_after_is_waited_when_longer_than_the_backoff() -> None:
+    t = FakeTime()
+    fn, calls = flaky(1, RetryableStepError("429", retry_after_s=5.0))
+    out = run(fn, Policy(retries=2, backoff_s=0.5), t)
+    assert (out.status, out.value, calls["n"]) == ("ok", "done", 2)
+    assert t.sleeps == [5.0]  # not the 0.5 s backoff
+    fn, _ = flaky(1, RetryableStepError("429", retry_after_s=0.1))
+    t = FakeTime()
+    run(fn, Policy(retries=2, backoff_s=0.5), t)
+    assert t.sleeps == [0.5]  # a shorter hint does not shorten the backoff
+
+
+def test_retry_after_past_the_deadline_times_out_without_sleeping() -> None:
+    t = FakeTime()
+    fn, calls = flaky(1, RetryableStepError("429", retry_after_s=5.0))
+    retried: list[int] = []
+    out = run(fn, Policy(retries=3, backoff_s=0.5), t, deadline=t.now + 3.0, on_retry=lambda n, e: retried.append(n))
+    assert (out.status, out.attempts, calls["n"]) == ("timeout", 1, 1)
+    assert t.sleeps == [] and retried == [] and t.now == 1000.0
+    assert "deadline" in (out.error_text or "") and "429" in (out.error_text or "")
