@@ -48,6 +48,10 @@ class SafetyOutput(StepModel):
     flags: list[str]
     answer: str
     scores: dict[str, float]
+    route: Literal["allow", "redact", "block"] = "allow"  # = verdict: the pipeline routes block to $block
+
+    def model_post_init(self, __context: object) -> None:
+        self.route = self.verdict
 
 
 class Safety:

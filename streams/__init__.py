@@ -22,12 +22,15 @@ from streams.errors import (
     GraphError,
     ResultTimeoutError,
 )
-from streams.graph import END, REJECT, SUPPORT, GraphSpec, Node, Policy, load_spec, validate
+from streams.graph import BLOCK, END, FAIL, REJECT, GraphSpec, Node, Policy, validate
+from streams.builder import Pipeline
+from streams.pipeline_file import load_pipeline
 
 __all__ = [
+    "BLOCK",
     "END",
+    "FAIL",
     "REJECT",
-    "SUPPORT",
     "BrokerError",
     "BrokerStartError",
     "BrokerUnreachableError",
@@ -41,12 +44,13 @@ __all__ = [
     "GraphError",
     "GraphSpec",
     "Node",
+    "Pipeline",
     "Policy",
     "Request",
     "Result",
     "ResultTimeoutError",
     "Settings",
     "create_app",
-    "load_spec",
+    "load_pipeline",
     "validate",
 ]

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_", frozen=True, extra="ignore")
 
     broker: str = "localhost:9092"
-    pipeline: str = "support"
+    pipeline: Annotated[tuple[str, ...], NoDecode] = ("support",)  # names of bundled pipelines, or files
     steps: Annotated[tuple[str, ...], NoDecode] = ()
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
@@ -71,11 +71,12 @@ class Settings(BaseSettings):
     state_ttl_s: float = Field(default=900.0, gt=0)
     session_ttl_s: float = Field(default=86_400.0, gt=0)
     sweep_interval_s: float = Field(default=30.0, gt=0)
+    join_tick_s: float = Field(default=0.5, gt=0)  # how often a join looks for buffers past their timeout
     store_raw_pii: bool = False
     announce_every_s: float = Field(default=30.0, gt=0)
     announce_ttl_s: float = Field(default=120.0, gt=0)
 
-    @field_validator("steps", mode="before")
+    @field_validator("steps", "pipeline", mode="before")
     @classmethod
     def _split_steps(cls, value: Any) -> Any:
         if isinstance(value, str):

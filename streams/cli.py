@@ -22,7 +22,7 @@ def settings_from(**flags: Any) -> Any:
     from streams.app import Settings
 
     try:
-        return Settings(**{k: v for k, v in flags.items() if v is not None})
+        return Settings(**{k: v for k, v in flags.items() if v is not None and v != ()})
     except ValidationError as exc:
         first = exc.errors()[0]
         raise click.UsageError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from None
@@ -65,7 +65,8 @@ def broker(port: int) -> None:
 
 
 def _worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--pipeline", help="pipeline to run (default support)")(fn)
+    fn = click.option("--pipeline", multiple=True,
+                      help="pipeline to run: a bundled name (support, echo) or a YAML/JSON file; repeatable (default support)")(fn)
     fn = click.option("--steps", help="comma-separated components to run: ingress, a pipeline node, ledger (default all)")(fn)
     fn = click.option("--metrics-port", type=int, help="port of /metrics (default 9108; 0 picks a free one)")(fn)
     fn = click.option("--metrics-host", help="address /metrics binds (default 127.0.0.1)")(fn)
@@ -155,18 +156,67 @@ def publish(file: Any, broker: str | None) -> None:
         click.echo(rid)
 
 
+def _pipeline_name(ref: str) -> str:
+    """The pipeline name a ``--pipeline`` value stands for (a file is read for its ``name``)."""
+    from streams.pipeline_file import load_pipeline
+
+    if Path(ref).is_file():
+        try:
+            return load_pipeline(ref).name
+        except ConveyorError as exc:
+            raise click.ClickException(str(exc)) from None
+    return ref
+
+
+@cli.command()
+@click.argument("path_or_name")
+def check(path_or_name: str) -> None:
+    """Validate a pipeline file (or a bundled pipeline): exit 1 with the first error, naming file, node and field."""
+    from streams.pipeline_file import load_pipeline
+
+    try:
+        spec = load_pipeline(path_or_name)
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{path_or_name}: pipeline {spec.name!r} is valid ({len(spec.nodes)} nodes, entry {spec.entry!r})")
+
+
+@cli.command()
+@click.argument("path_or_name")
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text", show_default=True)
+def graph(path_or_name: str, fmt: str) -> None:
+    """Print a pipeline's graph as text, Mermaid or Graphviz DOT."""
+    from streams.pipeline_file import load_pipeline
+    from streams.render import render
+
+    try:
+        spec = load_pipeline(path_or_name)
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render(spec, fmt))
+
+
 @cli.command()
 @click.argument("text")
+@click.option("--pipeline", default="support", show_default=True, help="pipeline name (or its file)")
 @click.option("--session", help="session id: follow-ups in one session share history")
 @click.option("--tenant", default="default", show_default=True)
+@click.option("--metadata", help="JSON object passed to the steps as request metadata")
 @click.option("--timeout", type=float, default=60.0, show_default=True)
 @broker_option
-def ask(text: str, session: str | None, tenant: str, timeout: float, broker: str | None) -> None:
+def ask(text: str, pipeline: str, session: str | None, tenant: str, metadata: str | None, timeout: float,
+        broker: str | None) -> None:
     """Publish one request, wait for its result, print answer, citations and per-step figures."""
     from streams.demo import ask_one
     from streams.report import print_result
 
-    result, spans = run(ask_one(settings_from(broker=broker), {"text": text, "session": session, "tenant": tenant}, timeout))
+    request: dict[str, Any] = {"text": text, "session": session, "tenant": tenant, "pipeline": _pipeline_name(pipeline)}
+    if metadata:
+        try:
+            request["metadata"] = orjson.loads(metadata)
+        except orjson.JSONDecodeError as exc:
+            raise click.UsageError(f"--metadata must be a JSON object ({exc})") from None
+    result, spans = run(ask_one(settings_from(broker=broker), request, timeout))
     print_result(result, spans)
     if result.status not in ("ok",):
         sys.exit(1)
@@ -217,6 +267,35 @@ def trace(request_id: str, timeout: float, broker: str | None) -> None:
     click.echo(f"request {spans[0]['request_id']}  trace {spans[0]['trace_id']}  {len(spans)} spans, "
                f"{tokens} tokens, ${sum(s['cost_usd'] for s in spans):.6f}")
     print_waterfall(spans)
+
+
+@cli.group()
+def dlq() -> None:
+    """Dead letters: look at them, replay them."""
+
+
+@dlq.command("replay")
+@click.option("--step", help="only dead letters of this step (e.g. generation, ingress)")
+@click.option("--since", help="only dead letters written at or after this time (ISO 8601, e.g. 2026-11-25T10:00:00)")
+@click.option("--dry-run", is_flag=True, help="list what would be replayed, send nothing")
+@broker_option
+def dlq_replay(step: str | None, since: str | None, dry_run: bool, broker: str | None) -> None:
+    """Republish dead letters to the topic they came from, once each."""
+    from datetime import datetime, timezone
+
+    from streams.replay import describe, replay
+
+    when = None
+    if since:
+        try:
+            when = datetime.fromisoformat(since)
+        except ValueError:
+            raise click.UsageError(f"--since {since!r} is not ISO 8601; write e.g. 2026-11-25T10:00:00") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+    report = run(replay(settings_from(broker=broker), step, when, dry_run))
+    for line in describe(report, dry_run):
+        click.echo(line)
 
 
 @cli.command()

@@ -175,6 +175,29 @@ class DeadLetter(BaseModel):
         return len(raw), hashlib.sha256(raw).hexdigest()
 
 
+class Frame(BaseModel):
+    """One level of parallel branches: which fan-out started this branch and where the branches meet.
+
+    A branch keeps its own outputs in ``local`` (parallel branches do not merge into the state);
+    ``last`` is the output of its latest step, which is what the join receives. ``route`` and
+    ``usage`` of a branch start empty; the join adds them to the ``base_*`` it was fanned out with.
+    """
+
+    fanout: str
+    join: str
+    kind: Literal["static", "map"]
+    pass_id: str  # unique per fan-out execution (a fan-out inside a loop runs once per pass)
+    branch: str  # the branch's start node (static) or the item's index (map)
+    expected: list[str]
+    started_at: float
+    timeout_s: float | None = None
+    local: dict[str, Any] = {}
+    last: dict[str, Any] = {}
+    failed: str | None = None  # why the branch failed: it arrives at the join as missing
+    base_route: list[str] = []
+    base_usage: Usage = Field(default_factory=Usage)
+
+
 class Envelope(BaseModel):
     """What travels between steps: the request, the route so far and every step's output."""
 
@@ -186,10 +209,31 @@ class Envelope(BaseModel):
     route: list[str] = []
     state: dict[str, Any] = {}
     usage: Usage = Field(default_factory=Usage)
+    frames: list[Frame] = []  # open fan-outs, innermost last
+    visits: dict[str, int] = {}  # runs of each node so far on this path (bounded loops)
+    tick: bool = False  # a join's timeout firing (sent by the join's own timer), not a branch arriving
+
+    def view(self) -> dict[str, Any]:
+        """The state as a step sees it: the request's fields, the state, then each open branch's own outputs."""
+        r = self.request
+        out = {"text": r.text, "tenant": r.tenant, "session": r.session, "metadata": r.metadata, **self.state}
+        for frame in self.frames:
+            out.update(frame.local)
+        return out
 
     def step_input(self) -> dict[str, Any]:
-        r = self.request
-        return {"text": r.text, "tenant": r.tenant, "session": r.session, "metadata": r.metadata, **self.state}
+        return self.view()
+
+    def merge(self, output: dict[str, Any]) -> None:
+        """Merge a step's output where it belongs: the innermost branch, or the state."""
+        if self.frames:
+            self.frames[-1].local.update(output)
+            self.frames[-1].last = output
+        else:
+            self.state.update(output)
+
+    def branch_path(self) -> str:
+        return ";".join(f"{f.pass_id}/{f.branch}" for f in self.frames)
 
 
 def encode(model: BaseModel) -> bytes:

@@ -16,6 +16,7 @@ from streams.acks import OrderedAcks
 from streams.dispatch import KeyedDispatcher
 
 __all__ = [
+    "FaustProducer",
     "assigned",
     "delete_local",
     "input_partitions",
@@ -35,7 +36,8 @@ Unhandled = Callable[[Any, BaseException], Awaitable[None]]
 def register_agent(app: Any, topic: Any, name: str, handler: Handler, on_unhandled: Unhandled, limit: int) -> None:
     """An agent on ``topic``: up to ``limit`` events in flight, per-key order, ordered acks.
 
-    ``handler`` processes one event and emits everything it produces before returning.
+    ``handler`` processes one message (``event.message``: topic, partition, offset, key, value,
+    timestamp) and emits everything it produces before returning.
     ``on_unhandled(message, exc)`` is the last resort for an exception escaping ``handler`` (a bug
     or a broker failure); it must dead-letter the message and return only once that is done, so
     that the event can be acked. The event is acked only after one of the two returned.
@@ -52,7 +54,7 @@ def register_agent(app: Any, topic: Any, name: str, handler: Handler, on_unhandl
 
                 async def job(event: Any = event, slot: Any = slot) -> None:
                     try:
-                        await handler(event)
+                        await handler(event.message)
                     except Exception as exc:  # noqa: BLE001 - a bug or broker failure: dead-letter, keep serving
                         m = event.message
                         log.exception("%s: unexpected error at %s[%s]@%s", name, m.topic, m.partition, m.offset)
@@ -129,3 +131,27 @@ def send_tombstone(table: Any, partition: int, key: Any) -> None:
 def rebalancing(app: Any) -> bool:
     """Whether the app's consumer group is rebalancing now (assignments are about to change)."""
     return bool(getattr(app, "rebalancing", False))
+
+
+class FaustProducer:
+    """Sends through an app's Faust producer to raw-bytes topics (``streams.outputs.Producer``)."""
+
+    def __init__(self, app: Any, partitions: int) -> None:
+        self.app = app
+        self.partitions = partitions
+        self._topics: dict[str, Any] = {}
+
+    def topic(self, name: str) -> Any:
+        from streams.topics import raw_topic
+
+        if name not in self._topics:
+            self._topics[name] = raw_topic(self.app, name, self.partitions)
+        return self._topics[name]
+
+    async def declare(self) -> None:
+        for topic in self._topics.values():
+            await topic.maybe_declare()
+
+    async def send(self, name: str, key: bytes | None, value: bytes) -> Any:
+        # force=True: send now, never attached to the event being processed
+        return await self.topic(name).send(key=key, value=value, force=True)

@@ -1,28 +1,46 @@
-"""Pipeline graphs: nodes (steps), edges, conditional routes and per-node policy. No Faust here.
+"""Pipeline specs (DESIGN.md §5): nodes, edges, fan-out, joins, maps, bounded loops, fallbacks. No Faust here.
 
-A :class:`GraphSpec` is plain data (pydantic), so it can be written in Python or loaded from
-YAML/JSON; :func:`validate` checks it against the step registry and raises
-:class:`~streams.errors.GraphError` naming the node and field at fault.
+A :class:`GraphSpec` is plain data (pydantic): written in YAML/JSON (``streams.pipeline_file``) or
+built in Python (``streams.builder.Pipeline``). :func:`validate` checks it against the steps it
+names and raises :class:`~streams.errors.GraphError` naming the file, the node and the field.
+:func:`analyse` computes what the runtime needs: for every fan-out, the join its branches meet at.
 
-A node has either ``next`` (one unconditional edge) or ``routes`` (the step's ``Output.route``
-value → next node). Two targets are special: :data:`END` emits the final result and
-:data:`REJECT` emits a ``rejected`` result (e.g. abusive requests).
+Edges of a node: ``next`` (one node, or a list = parallel fan-out), ``routes`` (the step's
+``Output.route`` value → a node), ``map`` (one branch per item of a list field), ``fallback``
+(taken when retries are exhausted) and ``on_limit`` (taken on the visit after ``max_visits``).
+Terminal targets: ``$end`` (status ok), ``$reject``, ``$block``, ``$fail``.
 """
 
 from __future__ import annotations
 
 import re
 import typing
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from streams.errors import GraphError
 
-__all__ = ["ECHO", "END", "REJECT", "GraphSpec", "Node", "Policy", "SUPPORT", "load_spec", "validate"]
+__all__ = [
+    "BLOCK",
+    "END",
+    "FAIL",
+    "REJECT",
+    "TERMINALS",
+    "AtLeast",
+    "GraphInfo",
+    "GraphSpec",
+    "Join",
+    "MapSpec",
+    "Node",
+    "Policy",
+    "analyse",
+    "validate",
+]
 
-END = "$end"
-REJECT = "$reject"
+END, REJECT, BLOCK, FAIL = "$end", "$reject", "$block", "$fail"
+TERMINALS: dict[str, str] = {END: "ok", REJECT: "rejected", BLOCK: "blocked", FAIL: "failed"}
 RESERVED = ("ingress", "ledger")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,48}$")
 
@@ -40,18 +58,87 @@ class Policy(BaseModel):
     concurrency: int | None = Field(default=None, ge=1)
 
 
+class AtLeast(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at_least: int = Field(ge=1)
+
+
+class Join(BaseModel):
+    """Wait for the branches of a fan-out: ``all``, ``any`` or ``{at_least: N}``, for at most ``timeout_s``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["all", "any"] | AtLeast = "all"
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    def needed(self, expected: int) -> int:
+        if self.policy == "all":
+            return expected
+        if self.policy == "any":
+            return 1
+        return min(expected, self.policy.at_least)
+
+
+class MapSpec(BaseModel):
+    """Dynamic fan-out: one branch to node ``to`` per item of the output's list field ``over``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    over: str
+    to: str
+
+
 class Node(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
     step: str
-    config: dict[str, Any] = {}
-    next: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    next: str | list[str] | None = None
     routes: dict[str, str] | None = None
+    map: MapSpec | None = None
+    join: Join | None = None
+    fallback: str | None = None
+    max_visits: int | None = Field(default=None, ge=1)
+    on_limit: str = FAIL
     policy: Policy = Field(default_factory=Policy)
 
+    @property
+    def fans_out(self) -> bool:
+        return isinstance(self.next, list) or self.map is not None
+
+    def branches(self) -> list[str]:
+        """Start nodes of the branches this node fans out to (empty when it does not)."""
+        if isinstance(self.next, list):
+            return list(self.next)
+        return [self.map.to] if self.map is not None else []
+
+    def edges(self) -> list[tuple[str, str]]:
+        """(field, target) for every edge out of this node."""
+        out: list[tuple[str, str]] = []
+        if isinstance(self.next, list):
+            out += [("next", t) for t in self.next]
+        elif self.next is not None:
+            out.append(("next", self.next))
+        if self.routes is not None:
+            out += [(f"routes.{k}", v) for k, v in self.routes.items()]
+        if self.map is not None:
+            out.append(("map.to", self.map.to))
+        if self.fallback is not None:
+            out.append(("fallback", self.fallback))
+        if self.max_visits is not None:
+            out.append(("on_limit", self.on_limit))
+        if self.next is None and self.routes is None and self.map is None:
+            out.append(("next", END))
+        return out
+
     def targets(self) -> list[str]:
-        return list(self.routes.values()) if self.routes else [self.next or END]
+        return [t for _, t in self.edges()]
+
+    def flow_targets(self) -> list[str]:
+        """Where a successful run goes (not fallback/on_limit)."""
+        return [t for f, t in self.edges() if f not in ("fallback", "on_limit")]
 
 
 class GraphSpec(BaseModel):
@@ -60,6 +147,7 @@ class GraphSpec(BaseModel):
     name: str
     entry: str
     nodes: list[Node]
+    result: list[str] = Field(default_factory=list)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -67,106 +155,194 @@ class GraphSpec(BaseModel):
                 return n
         raise GraphError(f"pipeline {self.name!r} has no node {name!r}; nodes: {[n.name for n in self.nodes]}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The same structure as a pipeline file (defaults left out)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
-def _route_values(step_cls: type) -> list[str] | None:
-    """The Literal values of a step's ``Output.route`` field, if it has one."""
-    output = getattr(step_cls, "Output", None)
-    field = getattr(output, "model_fields", {}).get("route")
-    if field is None:
+
+@dataclass
+class GraphInfo:
+    """What the runtime needs beyond the spec: the join each fan-out's branches meet at."""
+
+    join_of: dict[str, str] = field(default_factory=dict)  # fan-out node -> join node
+    fanouts_of: dict[str, list[str]] = field(default_factory=dict)  # join node -> fan-out nodes
+
+
+class _Where:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, node: str | None, fld: str | None, message: str) -> GraphError:
+        parts = [self.source]
+        if node is not None:
+            parts.append(f"node {node!r}")
+        if fld is not None:
+            parts.append(f"field {fld}")
+        return GraphError(f"{', '.join(parts)}: {message}")
+
+
+def route_values(output: type | None) -> list[str] | None:
+    """The Literal values of an Output model's ``route`` field, if it has one."""
+    fields = getattr(output, "model_fields", {})
+    route = fields.get("route")
+    if route is None:
         return None
-    return [str(v) for v in typing.get_args(field.annotation)]
+    return [str(v) for v in typing.get_args(route.annotation)]
 
 
-def validate(spec: GraphSpec, registry: dict[str, type]) -> GraphSpec:
-    """Check names, step handlers, edges, route coverage and acyclicity; return ``spec``."""
-    where = f"pipeline {spec.name!r}"
+def _list_field(output: type | None, name: str) -> bool:
+    fields = getattr(output, "model_fields", {})
+    f = fields.get(name)
+    if f is None:
+        return False
+    origin = typing.get_origin(f.annotation)
+    return origin in (list, tuple) or f.annotation in (list, tuple)
+
+
+StepResolver = Callable[[str, dict[str, Any]], Any]  # (ref, config) -> object with .Output; raises on error
+
+
+def validate(spec: GraphSpec, resolve: StepResolver, source: str | None = None) -> GraphSpec:
+    """Check names, steps and their config, edges, routes, fan-outs and joins, maps and loops; return ``spec``."""
+    w = _Where(source or f"pipeline {spec.name!r}")
     if not _NAME.match(spec.name):
-        raise GraphError(f"{where}: name must match {_NAME.pattern} (it becomes part of topic names)")
+        raise w.error(None, "name", f"{spec.name!r} must match {_NAME.pattern} (it becomes part of topic names)")
     names = [n.name for n in spec.nodes]
     if not names:
-        raise GraphError(f"{where}: nodes is empty; add at least one node")
-    for i, node in enumerate(spec.nodes):
-        at = f"{where}, nodes[{i}] ({node.name!r})"
+        raise w.error(None, "nodes", "is empty; add at least one node")
+    outputs: dict[str, Any] = {}
+    for node in spec.nodes:
         if not _NAME.match(node.name) or node.name in RESERVED:
-            raise GraphError(f"{at}: name must match {_NAME.pattern} and not be one of {RESERVED}")
+            raise w.error(node.name, "name", f"must match {_NAME.pattern} and not be one of {list(RESERVED)}")
         if names.count(node.name) > 1:
-            raise GraphError(f"{at}: name is used by more than one node")
-        if node.step not in registry:
-            raise GraphError(f"{at}: step {node.step!r} is not a known step; known: {sorted(registry)}")
-    for i, node in enumerate(spec.nodes):
-        at = f"{where}, nodes[{i}] ({node.name!r})"
-        if node.next is not None and node.routes is not None:
-            raise GraphError(f"{at}: give either next or routes, not both")
-        for target in node.targets():
-            if target not in names and target not in (END, REJECT):
-                raise GraphError(f"{at}: edge to {target!r}, which is not a node (nor {END!r} / {REJECT!r})")
-        if node.routes is not None:
-            values = _route_values(registry[node.step])
-            if values is None:
-                raise GraphError(f"{at}: routes given but step {node.step!r} has no Output.route field")
-            missing = sorted(set(values) - set(node.routes))
-            unknown = sorted(set(node.routes) - set(values))
-            if missing or unknown:
-                raise GraphError(f"{at}: routes must cover exactly {values}; missing {missing}, unknown {unknown}")
+            raise w.error(node.name, "name", "is used by more than one node")
+        try:
+            outputs[node.name] = getattr(resolve(node.step, node.config), "Output", None)
+        except Exception as exc:  # noqa: BLE001 - unknown step, import error, bad config: named by the resolver
+            fld = "config" if "config" in type(exc).__name__.lower() else "step"
+            raise w.error(node.name, fld, str(exc)) from None
     if spec.entry not in names:
-        raise GraphError(f"{where}: entry {spec.entry!r} is not a node; nodes: {names}")
-    _check_acyclic(spec)
+        raise w.error(None, "entry", f"{spec.entry!r} is not a node; nodes: {names}")
+    for node in spec.nodes:
+        _check_node(w, node, names, outputs[node.name])
+    if spec.node(spec.entry).join is not None:
+        raise w.error(spec.entry, "join", "the entry node cannot be a join (nothing fans out before it)")
+    _check_loops(w, spec)
+    analyse(spec, source=w.source)
     return spec
 
 
-def _check_acyclic(spec: GraphSpec) -> None:
+def _check_node(w: _Where, node: Node, names: list[str], output: Any) -> None:
+    given = [f for f, v in (("next", node.next), ("routes", node.routes), ("map", node.map)) if v is not None]
+    if len(given) > 1:
+        raise w.error(node.name, given[1], f"give one of next, routes or map, not {' and '.join(given)}")
+    for fld, target in node.edges():
+        if target not in names and target not in TERMINALS:
+            raise w.error(node.name, fld, f"edge to {target!r}, which is not a node (nor one of {list(TERMINALS)})")
+    if isinstance(node.next, list):
+        if len(node.next) < 2 or len(set(node.next)) != len(node.next):
+            raise w.error(node.name, "next", "a fan-out lists two or more different nodes")
+        terminal = [t for t in node.next if t in TERMINALS]
+        if terminal:
+            raise w.error(node.name, "next", f"a fan-out branch cannot start at {terminal[0]}")
+    if node.routes is not None:
+        values = route_values(output)
+        if values is None:
+            raise w.error(node.name, "routes", f"step {node.step!r} has no Output.route field (a Literal) to route on")
+        missing = sorted(set(values) - set(node.routes))
+        unknown = sorted(set(node.routes) - set(values))
+        if missing or unknown:
+            raise w.error(node.name, "routes", f"must cover exactly {values}; missing {missing}, unknown {unknown}")
+    if node.map is not None:
+        if not _list_field(output, node.map.over):
+            raise w.error(node.name, "map.over", f"step {node.step!r} has no list field {node.map.over!r} in its Output")
+        if node.map.to in TERMINALS:
+            raise w.error(node.name, "map.to", "must be a node")
+    if node.fallback is not None and (node.fallback in TERMINALS or node.fallback == node.name):
+        raise w.error(node.name, "fallback", "must be another node")
+    if node.max_visits is None and "on_limit" in node.model_fields_set:
+        raise w.error(node.name, "on_limit", "is taken after max_visits: set max_visits too")
+
+
+def _check_loops(w: _Where, spec: GraphSpec) -> None:
+    """Cycles are allowed only through a node with ``max_visits``."""
+    bounded = {n.name for n in spec.nodes if n.max_visits is not None}
     state: dict[str, int] = {}
 
     def visit(name: str, path: list[str]) -> None:
-        if state.get(name) == 2 or name in (END, REJECT):
+        if name in TERMINALS or name in bounded or state.get(name) == 2:
             return
         if state.get(name) == 1:
-            raise GraphError(f"pipeline {spec.name!r}: cycle {' -> '.join(path + [name])}; graphs must be acyclic")
+            cycle = path[path.index(name):] + [name]
+            raise w.error(cycle[0], "next", f"cycle {' -> '.join(cycle)} has no node with max_visits; "
+                                            "add max_visits (and on_limit) to one of its nodes")
         state[name] = 1
         for target in spec.node(name).targets():
             visit(target, path + [name])
         state[name] = 2
 
     for node in spec.nodes:
-        visit(node.name, [])
+        if node.name not in bounded:
+            visit(node.name, [])
+    for name in bounded:  # a bounded node's own successors must not cycle without it
+        for target in spec.node(name).targets():
+            visit(target, [name])
 
 
-def load_spec(data: dict[str, Any], registry: dict[str, type]) -> GraphSpec:
-    """Build and validate a spec from plain data (parsed YAML or JSON)."""
-    try:
-        spec = GraphSpec.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise GraphError(f"pipeline spec field {loc}: {first['msg']}") from None
-    return validate(spec, registry)
+def analyse(spec: GraphSpec, source: str | None = None) -> GraphInfo:
+    """Find the join that each fan-out's branches meet at; every branch must reach the same one."""
+    w = _Where(source or f"pipeline {spec.name!r}")
+    info = GraphInfo()
+    joins = {n.name for n in spec.nodes if n.join is not None}
 
+    def reach(start: str, seen: frozenset[str]) -> tuple[set[str], set[str]]:
+        """(joins first reached, terminals reached) walking from ``start``; nested fan-outs jump to their join."""
+        if start in TERMINALS:
+            return set(), {start}
+        if start in joins:
+            return {start}, set()
+        if start in seen:
+            return set(), set()  # a loop inside a branch: the other edges decide
+        node = spec.node(start)
+        found: set[str] = set()
+        ends: set[str] = set()
+        nxt: list[str]
+        if node.fans_out:
+            inner = join_for(node)
+            nxt = spec.node(inner).flow_targets()
+        else:
+            nxt = node.flow_targets()
+        for target in nxt + ([node.fallback] if node.fallback else []) + ([node.on_limit] if node.max_visits else []):
+            j, t = reach(target, seen | {start})
+            found |= j
+            ends |= t
+        return found, ends
 
-SUPPORT = GraphSpec(
-    name="support",
-    entry="classification",
-    nodes=[
-        Node(
-            name="classification",
-            step="classification",
-            routes={"question": "retrieval", "smalltalk": "generation", "abuse": REJECT},
-            policy=Policy(timeout_s=10),
-        ),
-        Node(name="retrieval", step="retrieval", next="generation", policy=Policy(timeout_s=10)),
-        Node(name="generation", step="generation", next="safety", policy=Policy(timeout_s=60, retries=3)),
-        Node(name="safety", step="safety", next=END, policy=Policy(timeout_s=10)),
-    ],
-)
+    def join_for(node: Node) -> str:
+        if node.name in info.join_of:
+            return info.join_of[node.name]
+        fld = "next" if isinstance(node.next, list) else "map.to"
+        met: set[str] = set()
+        for branch in node.branches():
+            found, ends = reach(branch, frozenset({node.name}))
+            early = sorted(ends - {FAIL})
+            if early:
+                raise w.error(node.name, fld, f"branch {branch!r} reaches {early[0]} before a join; "
+                                              "branches of a fan-out must meet at a node with join:")
+            if not found:
+                raise w.error(node.name, fld, f"branch {branch!r} never reaches a join; add a node with join: where they meet")
+            met |= found
+        if len(met) > 1:
+            raise w.error(node.name, fld, f"branches meet at different joins {sorted(met)}; they must meet at one")
+        (join,) = met
+        info.join_of[node.name] = join
+        info.fanouts_of.setdefault(join, []).append(node.name)
+        return join
 
-# Four pass-through steps: the runtime's own cost per hop (``conveyor bench``) and a second graph
-# for the conformance tests.
-ECHO = GraphSpec(
-    name="echo",
-    entry="e1",
-    nodes=[
-        Node(name="e1", step="echo", next="e2"),
-        Node(name="e2", step="echo", next="e3"),
-        Node(name="e3", step="echo", next="e4"),
-        Node(name="e4", step="echo", next=END),
-    ],
-)
+    for node in spec.nodes:
+        if node.fans_out:
+            join_for(node)
+    for name in sorted(joins):
+        if name not in info.fanouts_of:
+            raise w.error(name, "join", "no fan-out (next: [a, b] or map:) leads to this join")
+    return info

@@ -35,8 +35,7 @@ class IngressProcessor:
         self.directory = directory
         self.settings = settings
 
-    async def process(self, event: Any) -> None:
-        message = event.message
+    async def process(self, message: Any) -> None:
         m = self.outputs.metrics
         started = time.time()
         m.queue.labels("-", "ingress").observe(max(0.0, started - message.timestamp))

@@ -28,15 +28,15 @@ class LedgerProcessor:
         self.table = table
         self.seen = seen
 
-    async def process(self, event: Any) -> None:
+    async def process(self, message: Any) -> None:
         m = self.outputs.metrics
         try:
-            entry = orjson.loads(event.message.value)
+            entry = orjson.loads(message.value)
             tenant = str(entry["tenant"])
             request_id = str(entry["request_id"])
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             m.messages.labels("-", "ledger", "invalid").inc()
-            await self.outputs.dead_letter(event.message, None, "ledger", exc, 0, None)
+            await self.outputs.dead_letter(message, None, "ledger", exc, 0, None)
             return
         key = request_key(tenant, request_id)
         if self.seen.get(key) is not None:
@@ -48,5 +48,5 @@ class LedgerProcessor:
         totals["output_tokens"] += int(entry.get("output_tokens", 0))
         totals["cost_usd"] = round(totals["cost_usd"] + float(entry.get("cost_usd", 0.0)), 10)
         self.table[tenant] = totals
-        self.seen.set(key, 1, event.message.partition)
+        self.seen.set(key, 1, message.partition)
         m.messages.labels("-", "ledger", "ok").inc()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -18,7 +18,7 @@ from streams.app import Settings
 from streams.envelope import DeadLetter, Result, encode
 from streams.metrics import Metrics
 from streams.privacy import Scrubber
-from streams.topics import DLQ, RESULTS, TRACES, raw_topic
+from streams.topics import DLQ, RESULTS, TRACES
 from streams.tracing import StepTrace
 
 __all__ = ["HEAD_BYTES", "Outputs", "TooLargeError"]
@@ -36,29 +36,36 @@ def _key(value: str | None) -> bytes | None:
     return value.encode("utf-8") if value is not None else None
 
 
+class Producer(Protocol):
+    """Where records go: Faust topics in a worker (``faust_adapter.FaustProducer``), a list in ``streams.testing``."""
+
+    def topic(self, name: str) -> None: ...
+
+    async def declare(self) -> None: ...
+
+    async def send(self, name: str, key: bytes | None, value: bytes) -> asyncio.Future[Any]: ...
+
+
 class Outputs:
     """The topics one app produces to; every send is awaited by the caller before its input is acked."""
 
-    def __init__(self, app: Any, settings: Settings, metrics: Metrics, worker: str) -> None:
-        self.app = app
+    def __init__(self, producer: Producer, settings: Settings, metrics: Metrics, worker: str) -> None:
+        self.producer = producer
         self.settings = settings
         self.metrics = metrics
         self.worker = worker
         self.scrub = Scrubber(settings.store_raw_pii)
-        self._topics: dict[str, Any] = {}
 
     @property
     def limit(self) -> int:
         return self.settings.max_message_bytes
 
-    def topic(self, name: str) -> Any:
-        if name not in self._topics:
-            self._topics[name] = raw_topic(self.app, name, self.settings.partitions)
-        return self._topics[name]
+    def topic(self, name: str) -> None:
+        """Declare that this app produces to ``name`` (created at start-up where the broker needs it)."""
+        self.producer.topic(name)
 
     async def declare(self) -> None:
-        for topic in self._topics.values():
-            await topic.maybe_declare()
+        await self.producer.declare()
 
     def check_size(self, what: str, value: bytes) -> None:
         if len(value) > self.limit:
@@ -68,9 +75,7 @@ class Outputs:
 
     async def send(self, name: str, key: str | None, value: bytes) -> asyncio.Future[Any]:
         """Hand a record to the producer; returns the delivery future (await it before acking the input)."""
-        # force=True: send now, never attached to the event being processed
-        pending: asyncio.Future[Any] = await self.topic(name).send(key=_key(key), value=value, force=True)
-        return pending
+        return await self.producer.send(name, _key(key), value)
 
     async def send_and_wait(self, name: str, key: str | None, value: bytes) -> None:
         await (await self.send(name, key, value))

@@ -15,11 +15,43 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Protocol
 
 from streams import faust_adapter
 
-__all__ = ["ExpiringTable", "SweepReport"]
+__all__ = ["ExpiringTable", "MemoryTable", "StateTable", "SweepReport"]
+
+
+class StateTable(Protocol):
+    """What processors need of a state table (a Faust table in a worker, a dict in ``streams.testing``)."""
+
+    def get(self, key: str) -> Any | None: ...
+
+    def set(self, key: str, value: Any, partition: int) -> None: ...
+
+    def values(self) -> Iterator[tuple[str, Any, int]]: ...
+
+
+class MemoryTable:
+    """A state table in a dict, with the same record format (for ``streams.testing``)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.data: dict[str, dict[str, Any]] = {}
+
+    def get(self, key: str) -> Any | None:
+        record = self.data.get(key)
+        return record["value"] if record is not None else None
+
+    def set(self, key: str, value: Any, partition: int) -> None:
+        self.data[key] = {"at": round(self.clock(), 3), "p": partition, "value": value}
+
+    def values(self) -> Iterator[tuple[str, Any, int]]:
+        for key, record in list(self.data.items()):
+            yield key, record["value"], record["p"]
+
+    def __len__(self) -> int:
+        return len(self.data)
 
 
 @dataclass
@@ -32,11 +64,15 @@ class SweepReport:
 class ExpiringTable:
     """A Faust table of records that expire ``ttl_s`` after they were last written."""
 
-    def __init__(self, table: Any, app: Any, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, table: Any, app: Any, ttl_s: float, clock: Callable[[], float] = time.time,
+        keep: Callable[[Any, float], bool] | None = None,
+    ) -> None:
         self.table = table
         self.app = app
         self.ttl_s = ttl_s
         self.clock = clock
+        self.keep = keep  # (value, now) -> True while an entry must not expire (e.g. a join still waiting)
 
     def get(self, key: str) -> Any | None:
         record = self.table.get(key)
@@ -49,6 +85,13 @@ class ExpiringTable:
     def __len__(self) -> int:
         return len(self.table.data)
 
+    def values(self) -> Iterator[tuple[str, Any, int]]:
+        """(key, value, partition) of the local entries of partitions this worker owns now."""
+        owned = {tp.partition for tp in faust_adapter.input_partitions(self.app)}
+        for key, record in faust_adapter.table_items(self.table):
+            if isinstance(record, dict) and record.get("p") in owned:
+                yield key, record.get("value"), int(record["p"])
+
     def sweep(self) -> SweepReport:
         """Expire old entries of owned partitions (tombstones); forget entries of partitions not owned."""
         report = SweepReport()
@@ -57,12 +100,15 @@ class ExpiringTable:
         owned = {tp.partition for tp in faust_adapter.input_partitions(self.app)}
         if not owned:
             return report  # starting, or between assignments: nothing is known to be foreign
-        cutoff = self.clock() - self.ttl_s
+        now = self.clock()
+        cutoff = now - self.ttl_s
         for key, record in faust_adapter.table_items(self.table):
             partition = record.get("p") if isinstance(record, dict) else None
             if partition not in owned:
                 faust_adapter.delete_local(self.table, key)
                 report.forgotten += 1
+            elif self.keep is not None and self.keep(record.get("value"), now):
+                report.kept += 1
             elif float(record.get("at", 0.0)) < cutoff:
                 faust_adapter.send_tombstone(self.table, int(partition), key)
                 report.expired += 1

@@ -13,6 +13,7 @@ __all__ = [
     "DLQ",
     "LEDGER",
     "LEDGER_SEEN",
+    "JOIN_BUFFER",
     "REQUESTS",
     "REQUEST_STATE",
     "RESULTS",
@@ -32,6 +33,7 @@ LEDGER = "conveyor.ledger"  # cost entries keyed by tenant, folded into the cost
 REQUEST_STATE = "request-state"  # per step app: tenant/request id -> route, output, attempts (expires)
 SESSION_HISTORY = "session-history"  # generation app: tenant/session -> last turns (expires when idle)
 COST_LEDGER = "cost-ledger"  # ledger app: tenant -> totals
+JOIN_BUFFER = "join-buffer"  # join node app: tenant/request id|fan-out pass -> branches gathered so far
 LEDGER_SEEN = "ledger-seen"  # ledger app: tenant/request id already counted (expires)
 
 

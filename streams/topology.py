@@ -10,15 +10,15 @@ Every table of per-request or per-session state expires (``streams.state``), swe
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from steps import STEPS
-from steps.base import Step
 from streams import faust_adapter
 from streams.app import Settings, create_app
+from streams.envelope import Envelope, Frame, encode
 from streams.errors import ConfigError
-from streams.graph import END, REJECT, GraphSpec, validate
+from streams.graph import TERMINALS, GraphSpec, analyse
 from streams.ingress import Directory, IngressProcessor
 from streams.ledger import LedgerProcessor
 from streams.metrics import Metrics
@@ -28,6 +28,7 @@ from streams.state import ExpiringTable
 from streams.topics import (
     COST_LEDGER,
     DLQ,
+    JOIN_BUFFER,
     LEDGER,
     LEDGER_SEEN,
     REQUEST_STATE,
@@ -52,7 +53,7 @@ class Compiled:
     """The apps to run, the steps to warm up, and the tables by name (for ``/state`` and the size gauge)."""
 
     apps: list[Any] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
+    steps: list[Any] = field(default_factory=list)
     tables: dict[str, dict[str, ExpiringTable | Any]] = field(default_factory=dict)
     lags: list[tuple[Any, Any]] = field(default_factory=list)
 
@@ -88,8 +89,10 @@ class Compiled:
                 yield name, component, len(raw.data)
 
 
-def component_names(spec: GraphSpec) -> list[str]:
-    return ["ingress", *(n.name for n in spec.nodes), "ledger"]
+def component_names(specs: GraphSpec | list[GraphSpec]) -> list[str]:
+    specs = specs if isinstance(specs, list) else [specs]
+    nodes = [n.name for spec in specs for n in spec.nodes]
+    return ["ingress", *dict.fromkeys(nodes), "ledger"]
 
 
 def _with_startup_declare(app: Any, outputs: Outputs) -> None:
@@ -111,8 +114,44 @@ def _with_sweeps(app: Any, tables: list[tuple[str, ExpiringTable]], interval_s: 
     app.timer(interval_s, on_leader=False, name=f"{app.conf.id}-sweep")(sweep)
 
 
+def _with_join_ticks(app: Any, outputs: Outputs, pipeline: str, node: str, buffers: ExpiringTable, interval_s: float) -> None:
+    """Fire joins whose timeout passed even when no branch arrives: a tick message to the join's own topic.
+
+    The tick is keyed by the session, so it reaches the partition (and the worker) that owns the
+    buffer and is handled in order with the branches; a tick for a join that already fired is
+    ignored, so ticking again after a restart is harmless.
+    """
+    ticked: set[str] = set()
+
+    async def tick() -> None:
+        now = time.time()
+        for key, buffer, _ in buffers.values():
+            if buffer.get("fired") or key in ticked or buffer.get("deadline") is None or buffer["deadline"] > now:
+                continue
+            env = Envelope.model_validate(buffer["base"])
+            frame = buffer.get("frame")
+            if frame is None:
+                continue
+            env.frames.append(Frame.model_validate(frame))
+            env.tick = True
+            await outputs.send_and_wait(step_topic(pipeline, node), env.request.session_key(), encode(env))
+            ticked.add(key)
+        if len(ticked) > 100_000:
+            ticked.clear()
+
+    app.timer(interval_s, on_leader=False, name=f"{app.conf.id}-join-ticks")(tick)
+
+
+def _waiting(value: Any, now: float) -> bool:
+    """A join buffer must not expire while its join can still fire."""
+    if not isinstance(value, dict) or value.get("fired"):
+        return False
+    deadline = value.get("deadline")
+    return deadline is None or now < float(deadline) + 60.0
+
+
 def compile(
-    spec: GraphSpec,
+    specs: GraphSpec | list[GraphSpec],
     settings: Settings,
     metrics: Metrics,
     *,
@@ -120,64 +159,77 @@ def compile(
     worker: str,
     directory: Directory,
     only: tuple[str, ...] = (),
-    registry: dict[str, type] = STEPS,
+    build_step: Any = None,
 ) -> Compiled:
-    """Faust apps for the components of ``spec`` named in ``only`` (all when empty)."""
-    validate(spec, registry)
-    known = component_names(spec)
+    """Faust apps for the components of the pipelines ``specs`` named in ``only`` (all when empty)."""
+    specs = specs if isinstance(specs, list) else [specs]
+    build_step = build_step or default_build_step
+    known = component_names(specs)
     unknown = sorted(set(only) - set(known))
     if unknown:
-        raise ConfigError(f"--steps names {unknown}, not components of pipeline {spec.name!r}; choose from {known}")
+        names = ", ".join(repr(s.name) for s in specs)
+        raise ConfigError(f"--steps names {unknown}, not components of pipeline {names}; choose from {known}")
     wanted = set(only) or set(known)
     compiled = Compiled()
+    warmed: dict[int, Any] = {}
 
     def new_app(app_id: str) -> tuple[Any, Outputs]:
         app = create_app(settings, app_id, embedded=embedded)
-        outputs = Outputs(app, settings, metrics, worker)
+        outputs = Outputs(faust_adapter.FaustProducer(app, settings.partitions), settings, metrics, worker)
         for name in SHARED_OUTPUTS:
             outputs.topic(name)
         _with_startup_declare(app, outputs)
         compiled.apps.append(app)
         return app, outputs
 
-    def expiring(app: Any, name: str, component: str, ttl_s: float) -> ExpiringTable:
-        t = ExpiringTable(table(app, name, settings.partitions), app, ttl_s)
+    def expiring(app: Any, name: str, component: str, ttl_s: float, keep: Any = None) -> ExpiringTable:
+        t = ExpiringTable(table(app, name, settings.partitions), app, ttl_s, keep=keep)
         compiled.tables.setdefault(name, {})[component] = t
         return t
 
-    def agent(app: Any, outputs: Outputs, topic_name: str, name: str, handler: Any, limit: int) -> None:
+    def agent(app: Any, outputs: Outputs, topic_name: str, name: str, handler: Any, limit: int, pipeline: str | None) -> None:
         async def last_resort(message: Any, exc: BaseException) -> None:
-            await outputs.dead_letter(message, spec.name if name not in ("ingress", "ledger") else None, name, exc, 1, None)
+            await outputs.dead_letter(message, pipeline, name, exc, 1, None)
 
         topic = raw_topic(app, topic_name, settings.partitions)
         faust_adapter.register_agent(app, topic, name, handler, last_resort, limit)
 
     if "ingress" in wanted:
         app, outputs = new_app("conveyor-ingress")
-        outputs.topic(step_topic(spec.name, spec.entry))
+        for spec in specs:
+            outputs.topic(step_topic(spec.name, spec.entry))
         ingress = IngressProcessor(outputs, directory, settings)
         metrics.declare("-", "ingress")
         # keyed by the client's key: a client that keys by session keeps its order; unkeyed requests stay in order
-        agent(app, outputs, REQUESTS, "ingress", ingress.process, settings.concurrency_for("ingress"))
+        agent(app, outputs, REQUESTS, "ingress", ingress.process, settings.concurrency_for("ingress"), None)
 
-    for node in spec.nodes:
-        if node.name not in wanted:
-            continue
-        app, outputs = new_app(f"conveyor-{spec.name}-{node.name}")
-        step: Step = registry[node.step](**node.config)
-        swept = [(REQUEST_STATE, expiring(app, REQUEST_STATE, node.name, settings.state_ttl_s))]
-        tables = StepTables(request_state=swept[0][1])
-        if getattr(step, "uses_history", False):
-            tables.session_history = expiring(app, SESSION_HISTORY, node.name, settings.session_ttl_s)
-            swept.append((SESSION_HISTORY, tables.session_history))
-        for target in node.targets():
-            if target not in (END, REJECT):
-                outputs.topic(step_topic(spec.name, target))
-        processor = StepProcessor(spec, node, step, outputs, tables, settings.history_turns)
-        limit = node.policy.concurrency or settings.concurrency_for(node.name)
-        agent(app, outputs, step_topic(spec.name, node.name), node.name, processor.process, limit)
-        _with_sweeps(app, swept, settings.sweep_interval_s)
-        compiled.steps.append(step)
+    for spec in specs:
+        info = analyse(spec)
+        for node in spec.nodes:
+            if node.name not in wanted:
+                continue
+            component = node.name if len(specs) == 1 else f"{spec.name}.{node.name}"
+            app, outputs = new_app(f"conveyor-{spec.name}-{node.name}")
+            step = build_step(node.step, node.config)
+            warmed.setdefault(id(step), step)
+            swept = [(REQUEST_STATE, expiring(app, REQUEST_STATE, component, settings.state_ttl_s))]
+            tables = StepTables(request_state=swept[0][1])
+            if getattr(step, "uses_history", False):
+                tables.session_history = expiring(app, SESSION_HISTORY, component, settings.session_ttl_s)
+                swept.append((SESSION_HISTORY, tables.session_history))
+            if node.join is not None:
+                tables.joins = expiring(app, JOIN_BUFFER, component, settings.state_ttl_s, keep=_waiting)
+                swept.append((JOIN_BUFFER, tables.joins))
+                _with_join_ticks(app, outputs, spec.name, node.name, tables.joins, settings.join_tick_s)
+            targets = set(node.targets()) | set(info.join_of.get(node.name, "").split()) | {node.name}
+            for target in targets:
+                if target and target not in TERMINALS:
+                    outputs.topic(step_topic(spec.name, target))
+            processor = StepProcessor(spec, info, node, step, outputs, tables, settings.history_turns)
+            limit = node.policy.concurrency or settings.concurrency_for(node.name)
+            agent(app, outputs, step_topic(spec.name, node.name), node.name, processor.process, limit, spec.name)
+            _with_sweeps(app, swept, settings.sweep_interval_s)
+    compiled.steps = list(warmed.values())
 
     if "ledger" in wanted:
         app, outputs = new_app("conveyor-ledger")
@@ -187,6 +239,13 @@ def compile(
         metrics.declare("-", "ledger")
         # keyed by tenant: each tenant's read-modify-write runs in order, tenants in parallel
         ledger = LedgerProcessor(outputs, ledger_table, seen)
-        agent(app, outputs, LEDGER, "ledger", ledger.process, settings.concurrency_for("ledger"))
+        agent(app, outputs, LEDGER, "ledger", ledger.process, settings.concurrency_for("ledger"), None)
         _with_sweeps(app, [(LEDGER_SEEN, seen)], settings.sweep_interval_s)
     return compiled
+
+
+def default_build_step(ref: str, config: dict[str, Any]) -> Any:
+    """An instance of the step ``ref`` names, configured (transitional: the class registry)."""
+    from steps import STEPS
+
+    return STEPS[ref](**config)

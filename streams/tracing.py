@@ -36,6 +36,7 @@ class StepTrace:
     status: str = "ok"
     error: str | None = None
     route: str | None = None
+    branch: str | None = None  # the open fan-outs this execution ran in (pass/branch, innermost last)
     usage: list[UsageRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +55,7 @@ class StepTrace:
             "status": self.status,
             "error": self.error,
             "route": self.route,
+            "branch": self.branch,
             "gen_ai.request.model": model,
             "gen_ai.usage.input_tokens": sum(u.input_tokens for u in self.usage),
             "gen_ai.usage.output_tokens": sum(u.output_tokens for u in self.usage),

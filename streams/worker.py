@@ -16,15 +16,15 @@ from streams import faust_adapter
 from streams.app import Settings
 from streams.directory import PipelineDirectory
 from streams.errors import BrokerUnreachableError, ConfigError
-from streams.graph import ECHO, SUPPORT, GraphSpec
+from streams.graph import GraphSpec
+from streams.pipeline_file import load_pipeline
 from streams.metrics import Metrics, MetricsServer
 from streams.topology import Compiled, compile
 from streams.tracing import worker_name
 
-__all__ = ["PIPELINES", "build_worker", "detect_embedded", "run_worker"]
+__all__ = ["build_worker", "detect_embedded", "load_specs", "run_worker"]
 
 log = logging.getLogger("conveyor.worker")
-PIPELINES: dict[str, GraphSpec] = {SUPPORT.name: SUPPORT, ECHO.name: ECHO}
 
 
 def resource_config(settings: Settings) -> ResourceConfig:
@@ -102,17 +102,24 @@ def _build_service(
     return ConveyorWorker()
 
 
-def build_worker(settings: Settings, embedded: bool) -> tuple[Any, Compiled, MetricsServer]:
-    """The mode service running ``settings.pipeline`` (only ``settings.steps`` when given)."""
-    spec = PIPELINES.get(settings.pipeline)
-    if spec is None:
-        raise ConfigError(f"unknown pipeline {settings.pipeline!r}; known: {sorted(PIPELINES)}")
+def load_specs(settings: Settings) -> list[GraphSpec]:
+    """The pipelines ``--pipeline`` names (files or bundled names), loaded and validated: no consumer starts on an error."""
+    specs = [load_pipeline(ref) for ref in settings.pipeline]
+    names = [s.name for s in specs]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f"two --pipeline values are both named {dup!r}; pipeline names must differ")
+    return specs
+
+
+def build_worker(settings: Settings, embedded: bool, specs: list[GraphSpec] | None = None) -> tuple[Any, Compiled, MetricsServer]:
+    """The mode service running the pipelines of ``settings.pipeline`` (only ``settings.steps`` when given)."""
+    specs = specs if specs is not None else load_specs(settings)
     metrics = Metrics()
     name = worker_name(settings.worker_name)
     directory = PipelineDirectory(
-        settings, name, {spec.name: spec.entry}, ttl_s=settings.announce_ttl_s, every_s=settings.announce_every_s
+        settings, name, {s.name: s.entry for s in specs}, ttl_s=settings.announce_ttl_s, every_s=settings.announce_every_s
     )
-    compiled = compile(spec, settings, metrics, embedded=embedded, worker=name, directory=directory, only=settings.steps)
+    compiled = compile(specs, settings, metrics, embedded=embedded, worker=name, directory=directory, only=settings.steps)
     resources = Resources(resource_config(settings))
     for provider in resources.breakers():
         metrics.declare_provider(provider)
@@ -138,10 +145,11 @@ def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM (blocking)."""
     import mode
 
+    specs = load_specs(settings)  # a bad pipeline file stops here, before any consumer joins a group
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     embedded = loop.run_until_complete(detect_embedded(settings))
-    service, _, _ = build_worker(settings, embedded)
+    service, _, _ = build_worker(settings, embedded, specs)
     if embedded:
         log.warning("embedded broker detected at %s: applying streams.tansu fixes", settings.broker)
     worker = mode.Worker(service, loglevel=settings.log_level.upper(), loop=loop, override_logging=True)

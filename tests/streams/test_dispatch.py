@@ -44,7 +44,7 @@ def test_limit_bounds_in_flight_and_errors_do_not_stop_others() -> None:
 
         async def ok() -> None:
             nonlocal finished
-            assert d.in_flight <= 2
+            assert d.running <= 2
             await asyncio.sleep(0.001)
             finished += 1
 
@@ -54,3 +54,29 @@ def test_limit_bounds_in_flight_and_errors_do_not_stop_others() -> None:
         return finished
 
     assert asyncio.run(go()) == 9
+
+
+def test_backoff_gives_the_slot_to_other_sessions() -> None:
+    """One request sleeping before its retry must not stall other sessions behind the only slot."""
+    from streams.dispatch import sleep_without_slot
+
+    async def go() -> list[str]:
+        d = KeyedDispatcher(limit=1)
+        order: list[str] = []
+
+        async def retrying() -> None:
+            order.append("a: attempt 1")
+            await sleep_without_slot(0.2)  # backoff
+            order.append("a: attempt 2")
+
+        async def quick(name: str) -> None:
+            order.append(name)
+
+        await d.submit("session-a", retrying)
+        await asyncio.sleep(0.01)
+        await d.submit("session-b", lambda: quick("b"))
+        await d.submit("session-a", lambda: quick("a: next message"))  # same session: waits for its turn
+        await d.drain()
+        return order
+
+    assert asyncio.run(go()) == ["a: attempt 1", "b", "a: attempt 2", "a: next message"]

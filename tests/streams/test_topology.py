@@ -8,7 +8,9 @@ import pytest
 
 from streams.app import Settings
 from streams.errors import ConfigError
-from streams.graph import SUPPORT
+from streams.pipeline_file import load_pipeline
+
+SUPPORT = load_pipeline("support")
 from streams.metrics import Metrics
 from streams.topology import compile, component_names
 
