@@ -7,7 +7,7 @@ from steps.base import FatalStepError, RetryableStepError, Step, StepContext, St
 from steps.classification import Classification
 from steps.echo import Echo
 from steps.generation import Generation
-from steps.resources import ResourceConfig, Resources
+from steps.deps import Deps, ResourceConfig
 from steps.retrieval import Retrieval
 from steps.safety import Safety
 
@@ -16,11 +16,11 @@ STEPS: dict[str, type] = {cls.name: cls for cls in (Classification, Retrieval, G
 __all__ = [
     "STEPS",
     "Classification",
+    "Deps",
     "Echo",
     "FatalStepError",
     "Generation",
     "ResourceConfig",
-    "Resources",
     "Retrieval",
     "RetryableStepError",
     "Safety",

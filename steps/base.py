@@ -2,7 +2,7 @@
 
 A step is a class with a unique ``name``, pydantic ``Input`` and ``Output`` models and an
 async ``run(input, ctx)`` returning an ``Output``. ``__init__`` takes only JSON-able
-configuration; heavy loading (models, indexes) goes in ``warm_up(resources)``, which the
+configuration; heavy loading (models, indexes) goes in ``warm_up(deps)``, which the
 runtime calls once per process before the step sees its first message.
 
 A branching step puts its route in a ``route`` field of its ``Output`` (a ``Literal``), and the
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from steps.resources import Resources
+    from steps.deps import Deps
 
 __all__ = [
     "FatalStepError",
@@ -127,6 +127,6 @@ class Step(Protocol):
     Output: ClassVar[type[StepModel]]
     uses_history: ClassVar[bool]
 
-    async def warm_up(self, resources: Resources) -> None: ...
+    async def warm_up(self, deps: Deps) -> None: ...
 
     async def run(self, input: Any, ctx: StepContext) -> Any: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from steps.base import StepContext, StepModel
-from steps.resources import Resources
+from steps.deps import Deps
 
 __all__ = ["Echo", "EchoInput", "EchoOutput"]
 
@@ -28,7 +28,7 @@ class Echo:
     Output: ClassVar[type[StepModel]] = EchoOutput
     uses_history: ClassVar[bool] = False
 
-    async def warm_up(self, resources: Resources) -> None:
+    async def warm_up(self, deps: Deps) -> None:
         return None
 
     async def run(self, input: EchoInput, ctx: StepContext) -> EchoOutput:

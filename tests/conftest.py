@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from steps import Classification, Generation, ResourceConfig, Resources, Retrieval, Safety
+from steps import Classification, Deps, Generation, ResourceConfig, Retrieval, Safety
 from steps.corpus import PYTHON_DOCS
 
 CORPUS_FILES = (
@@ -48,15 +48,15 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def warm(corpus_dir: Path, index_dir: Path) -> dict[str, Any]:
     """Steps warmed once on real models and the small real corpus."""
-    resources = Resources(ResourceConfig(index_dir=index_dir, corpus_path=corpus_dir))
+    deps = Deps(ResourceConfig(index_dir=index_dir, corpus_path=corpus_dir))
     steps = {s.name: s for s in (Classification(), Retrieval(), Generation(), Safety())}
 
     async def go() -> None:
         for step in steps.values():
-            await step.warm_up(resources)
+            await step.warm_up(deps)
 
     asyncio.run(go())
-    return {"resources": resources, **steps}
+    return {"deps": deps, **steps}
 
 
 class FakeLLM:
