@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources as importlib_resources
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from steps.base import StepContext, StepModel
 from steps.deps import Deps
+from steps.registry import step
 
 __all__ = ["Classification", "ClassificationInput", "ClassificationOutput", "INTENT_ROUTES"]
 
@@ -68,13 +69,9 @@ def rule_intent(text: str) -> Intent | None:
     return None
 
 
+@step("classification")
 class Classification:
     """Intent classifier and router: ``route`` is ``question``, ``smalltalk`` or ``abuse``."""
-
-    name: ClassVar[str] = "classification"
-    Input: ClassVar[type[StepModel]] = ClassificationInput
-    Output: ClassVar[type[StepModel]] = ClassificationOutput
-    uses_history: ClassVar[bool] = False
 
     def __init__(self, unsure_below: float = 0.55) -> None:
         self.unsure_below = unsure_below
@@ -84,8 +81,6 @@ class Classification:
 
     async def warm_up(self, deps: Deps) -> None:
         self._deps = deps
-        if self._head is not None:
-            return
         examples = load_examples()
         vectors = await deps.embedder.embed([t for t, _ in examples])
         self._head = await deps.embedder.run_sync(self._fit, vectors, [i for _, i in examples])

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from steps.base import StepContext, StepModel, Turn
 from steps.deps import Deps
 from steps.providers import Completion, GenerationRequest, cited_numbers
+from steps.registry import step
 from steps.retrieval import RetrievedPassage
 
 __all__ = ["Citation", "Generation", "GenerationInput", "GenerationOutput", "cost_usd"]
@@ -36,12 +37,10 @@ def cost_usd(prices: dict[str, tuple[float, float]], model: str, input_tokens: i
     return round((input_tokens * per_in + output_tokens * per_out) / 1_000_000, 8)
 
 
+@step("generation")
 class Generation:
     """Asks the configured provider for an answer and records its tokens and cost."""
 
-    name: ClassVar[str] = "generation"
-    Input: ClassVar[type[StepModel]] = GenerationInput
-    Output: ClassVar[type[StepModel]] = GenerationOutput
     uses_history: ClassVar[bool] = True
 
     def __init__(self, max_tokens: int = 400) -> None:

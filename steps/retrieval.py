@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from steps.base import StepContext, StepModel
 from steps.deps import Deps
+from steps.registry import step
 
 __all__ = ["Retrieval", "RetrievalInput", "RetrievalOutput", "RetrievedPassage"]
 
@@ -26,13 +25,9 @@ class RetrievalOutput(StepModel):
     index_size: int
 
 
+@step("retrieval")
 class Retrieval:
     """Top-k exact cosine search over the index built by ``conveyor index`` (or the default corpus)."""
-
-    name: ClassVar[str] = "retrieval"
-    Input: ClassVar[type[StepModel]] = RetrievalInput
-    Output: ClassVar[type[StepModel]] = RetrievalOutput
-    uses_history: ClassVar[bool] = False
 
     def __init__(self, top_k: int = 4, min_score: float = 0.2) -> None:
         self.top_k = top_k

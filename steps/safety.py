@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources as importlib_resources
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from steps.base import StepContext, StepModel
 from steps.classification import load_examples
 from steps.deps import Deps
 from steps.pii import find_pii, redact
+from steps.registry import step
 
 __all__ = ["Safety", "SafetyInput", "SafetyOutput", "injection_rule"]
 
@@ -50,13 +51,9 @@ class SafetyOutput(StepModel):
     scores: dict[str, float]
 
 
+@step("safety")
 class Safety:
     """Checks request and answer; verdict ``allow``, ``redact`` (PII masked) or ``block``."""
-
-    name: ClassVar[str] = "safety"
-    Input: ClassVar[type[StepModel]] = SafetyInput
-    Output: ClassVar[type[StepModel]] = SafetyOutput
-    uses_history: ClassVar[bool] = False
 
     def __init__(self, injection_threshold: float = 0.7, toxicity_threshold: float = 0.8) -> None:
         self.injection_threshold = injection_threshold
@@ -67,8 +64,6 @@ class Safety:
 
     async def warm_up(self, deps: Deps) -> None:
         self._deps = deps
-        if self._injection_head is not None:
-            return
         raw = importlib_resources.files("bastioncorpus").joinpath("corpus/injections.jsonl").read_text(encoding="utf-8")
         rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
         texts = [r["text"] for r in rows] + [t for t, intent in load_examples() if intent != "abuse"]

@@ -1,7 +1,8 @@
 """Pipeline graphs: nodes (steps), edges, conditional routes and per-node policy. No Faust here.
 
 A :class:`GraphSpec` is plain data (pydantic), so it can be written in Python or loaded from
-YAML/JSON; :func:`validate` checks it against the step registry and raises
+YAML/JSON; :func:`validate` resolves each node's step (a registered name or ``module:attribute``,
+:func:`steps.registry.resolve`), checks its config and routes against the step, and raises
 :class:`~streams.errors.GraphError` naming the node and field at fault.
 
 A node has either ``next`` (one unconditional edge) or ``routes`` (the step's ``Output.route``
@@ -12,11 +13,11 @@ value → next node). Two targets are special: :data:`END` emits the final resul
 from __future__ import annotations
 
 import re
-import typing
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from steps.registry import StepDef, StepLoadError, resolve
 from streams.errors import GraphError
 
 __all__ = ["ECHO", "END", "REJECT", "GraphSpec", "Node", "Policy", "SUPPORT", "load_spec", "validate"]
@@ -68,31 +69,31 @@ class GraphSpec(BaseModel):
         raise GraphError(f"pipeline {self.name!r} has no node {name!r}; nodes: {[n.name for n in self.nodes]}")
 
 
-def _route_values(step_cls: type) -> list[str] | None:
+def _route_values(definition: StepDef) -> list[str] | None:
     """The Literal values of a step's ``Output.route`` field, if it has one."""
-    output = getattr(step_cls, "Output", None)
-    field = getattr(output, "model_fields", {}).get("route")
-    if field is None:
-        return None
-    return [str(v) for v in typing.get_args(field.annotation)]
+    return definition.route_values()
 
 
-def validate(spec: GraphSpec, registry: dict[str, type]) -> GraphSpec:
-    """Check names, step handlers, edges, route coverage and acyclicity; return ``spec``."""
+def validate(spec: GraphSpec, resolver: Callable[[str], StepDef] = resolve) -> GraphSpec:
+    """Check names, steps and their config, edges, route coverage and acyclicity; return ``spec``."""
     where = f"pipeline {spec.name!r}"
     if not _NAME.match(spec.name):
         raise GraphError(f"{where}: name must match {_NAME.pattern} (it becomes part of topic names)")
     names = [n.name for n in spec.nodes]
     if not names:
         raise GraphError(f"{where}: nodes is empty; add at least one node")
+    definitions: dict[str, StepDef] = {}
     for i, node in enumerate(spec.nodes):
         at = f"{where}, nodes[{i}] ({node.name!r})"
         if not _NAME.match(node.name) or node.name in RESERVED:
             raise GraphError(f"{at}: name must match {_NAME.pattern} and not be one of {RESERVED}")
         if names.count(node.name) > 1:
             raise GraphError(f"{at}: name is used by more than one node")
-        if node.step not in registry:
-            raise GraphError(f"{at}: step {node.step!r} is not a known step; known: {sorted(registry)}")
+        try:
+            definitions[node.name] = resolver(node.step)
+            definitions[node.name].check_config(node.config)
+        except StepLoadError as exc:
+            raise GraphError(f"{at}: {exc}") from None
     for i, node in enumerate(spec.nodes):
         at = f"{where}, nodes[{i}] ({node.name!r})"
         if node.next is not None and node.routes is not None:
@@ -101,7 +102,7 @@ def validate(spec: GraphSpec, registry: dict[str, type]) -> GraphSpec:
             if target not in names and target not in (END, REJECT):
                 raise GraphError(f"{at}: edge to {target!r}, which is not a node (nor {END!r} / {REJECT!r})")
         if node.routes is not None:
-            values = _route_values(registry[node.step])
+            values = _route_values(definitions[node.name])
             if values is None:
                 raise GraphError(f"{at}: routes given but step {node.step!r} has no Output.route field")
             missing = sorted(set(values) - set(node.routes))
@@ -131,7 +132,7 @@ def _check_acyclic(spec: GraphSpec) -> None:
         visit(node.name, [])
 
 
-def load_spec(data: dict[str, Any], registry: dict[str, type]) -> GraphSpec:
+def load_spec(data: dict[str, Any], resolver: Callable[[str], StepDef] = resolve) -> GraphSpec:
     """Build and validate a spec from plain data (parsed YAML or JSON)."""
     try:
         spec = GraphSpec.model_validate(data)
@@ -139,7 +140,7 @@ def load_spec(data: dict[str, Any], registry: dict[str, type]) -> GraphSpec:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise GraphError(f"pipeline spec field {loc}: {first['msg']}") from None
-    return validate(spec, registry)
+    return validate(spec, resolver)
 
 
 SUPPORT = GraphSpec(

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from steps import STEPS
 from steps.base import Step
+from steps.registry import StepDef, resolve
 from streams import faust_adapter
 from streams.app import Settings, create_app
 from streams.errors import ConfigError
@@ -120,10 +120,10 @@ def compile(
     worker: str,
     directory: Directory,
     only: tuple[str, ...] = (),
-    registry: dict[str, type] = STEPS,
+    resolver: Callable[[str], StepDef] = resolve,
 ) -> Compiled:
     """Faust apps for the components of ``spec`` named in ``only`` (all when empty)."""
-    validate(spec, registry)
+    validate(spec, resolver)
     known = component_names(spec)
     unknown = sorted(set(only) - set(known))
     if unknown:
@@ -164,7 +164,7 @@ def compile(
         if node.name not in wanted:
             continue
         app, outputs = new_app(f"conveyor-{spec.name}-{node.name}")
-        step: Step = registry[node.step](**node.config)
+        step: Step = resolver(node.step).build(node.config)  # build() runs check_config first
         swept = [(REQUEST_STATE, expiring(app, REQUEST_STATE, node.name, settings.state_ttl_s))]
         tables = StepTables(request_state=swept[0][1])
         if getattr(step, "uses_history", False):

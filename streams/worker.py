@@ -86,8 +86,8 @@ def _build_service(
         async def on_start(self) -> None:
             await server.start()
             log.warning("metrics on http://%s:%d/metrics", server.host, server.port)
-            for step in compiled.steps:
-                await step.warm_up(deps)
+            for runner in compiled.steps:
+                await runner.warm_up(deps)  # once per runner, however many nodes share it
             await directory.start()
             await asyncio.gather(*(self.add_runtime_dependency(app) for app in compiled.apps))
             server.ready = True

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from steps.base import FatalStepError, RetryableStepError, StepContext
-from steps.generation import Generation, cost_usd
-from steps.providers import GenerationRequest, OpenAIProvider, error_summary, parse_retry_after
 from steps.deps import Deps, ResourceConfig
+from steps.generation import cost_usd
+from steps.providers import GenerationRequest, OpenAIProvider, error_summary, parse_retry_after
+from steps.registry import resolve
 from streams.graph import Policy
 from streams.policy import run_with_policy
 
@@ -65,7 +66,7 @@ def test_generation_step_records_cost_from_the_price_table(fake_llm: Any, tmp_pa
     config = ResourceConfig(index_dir=tmp_path, llm_provider="openai", llm_base_url=fake_llm.base_url,
                             llm_model="ok", prices={"ok": (1.0, 2.0)})
     deps = Deps(config)
-    step = Generation()
+    step = resolve("generation").build({})
     ctx = StepContext(request_id="r-1")
 
     async def go() -> Any:

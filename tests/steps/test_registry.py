@@ -178,7 +178,7 @@ def test_missing_modules_and_broken_imports_are_named(tmp_path: Path, monkeypatc
 
 
 def test_unknown_names_list_what_is_registered() -> None:
-    expected = r"step 'shuot' is not a known step; registered: \[.*'test-shout'.*\]; or write module:attribute"
+    expected = r"step 'shuot' is not a known step; registered: \[.*'echo'.*'test-shout'.*\]; or write module:attribute"
     with pytest.raises(UnknownStepError, match=expected):
         resolve("shuot")
     assert issubclass(UnknownStepError, StepLoadError) and issubclass(StepImportError, StepLoadError)
@@ -268,6 +268,7 @@ def test_route_values_come_from_the_output_literal() -> None:
 
     assert resolve("test-judge").route_values() == ["again", "done"]
     assert resolve("test-shout").route_values() is None
+    assert resolve("classification").route_values() == ["question", "smalltalk", "abuse"]
 
 
 def test_a_sync_function_step_runs_in_a_worker_thread() -> None:
@@ -296,6 +297,17 @@ def test_a_wrong_return_type_is_fatal() -> None:
 
     with pytest.raises(FatalStepError, match=r"'test-liar' \(.*liar\) returned Text, not Loud: return an instance"):
         asyncio.run(resolve("test-liar").build().run(Text(text="x"), ctx()))
+
+
+def test_builtin_steps_are_registered_with_their_history_and_turns() -> None:
+    assert {"classification", "retrieval", "generation", "safety", "echo"} <= set(registered())
+    generation = resolve("generation").build({"max_tokens": 100})
+    assert generation.uses_history and generation.turn is not None and generation.instance.max_tokens == 100
+    echo = resolve("echo").build({})
+    assert not echo.uses_history and echo.warmed
+    assert asyncio.run(echo.run({"text": "hi", "hops": 1}, ctx())).model_dump() == {"hops": 2, "answer": "hi"}
+    with pytest.raises(StepConfigError, match=r"unknown config key 'top_k'; accepted keys: none"):
+        resolve("echo").check_config({"top_k": 1})
 
 
 class SearchArgs(BaseModel):
@@ -411,3 +423,4 @@ def test_steps_modules_import_one_another_without_cycles() -> None:
 
     for module in graph:
         visit(module, [])
+    assert "steps.deps" not in {d for m in ("steps.provider_factory", "steps.providers", "steps.registry") for d in graph[m]}

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from steps.base import FatalStepError, RetryableStepError, StepContext
-from steps.generation import Generation
+from steps.deps import Deps, ResourceConfig
 from steps.provider_factory import UnknownFallbackError
 from steps.providers import Completion, ExtractiveProvider, GenerationRequest, OpenAIProvider
 from steps.resilience import Bulkhead, BulkheadFullError, CircuitBreaker, CircuitOpenError, ResilientProvider
-from steps.deps import Deps, ResourceConfig
+from steps.registry import resolve
 
 REQUEST = GenerationRequest(question="How do I reverse a list?", passages=[
     {"source": "library/stdtypes.html", "title": "Lists", "text": "list.reverse() reverses in place.", "score": 0.8}])
@@ -275,7 +275,7 @@ def test_configured_fallback_answers_the_generation_step_while_the_circuit_is_op
     deps = Deps(config)
     (name, breaker), = deps.breakers().items()
     assert name == "openai:ok" and breaker.failure_threshold == 2 and breaker.state == "closed"
-    step = Generation()
+    step = resolve("generation").build({})
     ctx = StepContext(request_id="r-open")
 
     async def go() -> Any:

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from steps import STEPS
+from steps.registry import resolve
 from streams.errors import GraphError
 from streams.graph import ECHO, END, REJECT, SUPPORT, GraphSpec, load_spec, validate
 
@@ -19,7 +19,7 @@ def spec(**over: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("graph", BUNDLED, ids=lambda g: g.name)
 def test_bundled_graphs_are_valid_and_reach_an_end(graph: GraphSpec) -> None:
-    validate(graph, STEPS)
+    validate(graph, resolve)
     reachable, todo = set(), [graph.entry]
     while todo:
         name = todo.pop()
@@ -50,19 +50,22 @@ def test_support_routes() -> None:
         (lambda d: d["nodes"][1].update(name="ingress"), r"not be one of"),
         (lambda d: d["nodes"][1].update(routes={"question": "generation"}), r"either next or routes"),
         (lambda d: d["nodes"][1].update(next=None, routes={"a": END}), r"no Output.route field"),
+        (lambda d: d["nodes"][1].update(config={"topk": 3}), r"nodes\[1\] \('retrieval'\): .*unknown config key 'topk'; accepted keys: top_k"),
+        (lambda d: d["nodes"][1].update(config={"top_k": "many"}), r"nodes\[1\] \('retrieval'\): .*config key 'top_k': .*integer"),
+        (lambda d: d["nodes"][1].update(step="no_such_module:step"), r"nodes\[1\] \('retrieval'\): step 'no_such_module:step': no module"),
     ],
 )
 def test_validate_names_the_bad_field(change: Any, message: str) -> None:
     data = spec()
     change(data)
     with pytest.raises(GraphError, match=message):
-        load_spec(data, STEPS)
+        load_spec(data)
 
 
 def test_schema_errors_name_the_field() -> None:
     data = spec()
     data["nodes"][0]["policy"]["retries"] = -1
     with pytest.raises(GraphError, match=r"nodes\.0\.policy\.retries"):
-        load_spec(data, STEPS)
+        load_spec(data)
     with pytest.raises(GraphError, match="nodes.0.colour"):
-        load_spec(spec(nodes=[{**SUPPORT.nodes[0].model_dump(), "colour": "red"}]), STEPS)
+        load_spec(spec(nodes=[{**SUPPORT.nodes[0].model_dump(), "colour": "red"}]))
