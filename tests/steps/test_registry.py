@@ -138,8 +138,7 @@ def test_a_failed_warm_up_is_tried_again() -> None:
 def test_module_attribute_reference_imports_from_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = write_module(tmp_path, monkeypatch, f"""
         from pydantic import BaseModel
-        from steps.base import StepContext
-        from steps.registry import step
+        from streams import step, StepContext
 
         class Words(BaseModel):
             text: str

@@ -61,6 +61,15 @@ def test_public_api_is_exactly_all(module: object) -> None:
     assert public - submodules == exported
 
 
+def test_the_step_api_is_exported_from_streams() -> None:
+    from steps.base import FatalStepError, RetryableStepError, StepContext
+    from steps.registry import step, tool
+
+    assert {"step", "tool", "StepContext", "RetryableStepError", "FatalStepError"} <= set(streams.__all__)
+    assert (streams.step, streams.tool, streams.StepContext) == (step, tool, StepContext)
+    assert (streams.RetryableStepError, streams.FatalStepError) == (RetryableStepError, FatalStepError)
+
+
 def test_histogram_p50_matches_the_observations() -> None:
     from streams.report import histogram_p50
 
