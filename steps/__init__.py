@@ -1,32 +1,59 @@
 """Conveyor steps: pure AI logic (classification, retrieval, generation, safety) with no Kafka in sight.
 
-Each step implements :class:`steps.base.Step`; :data:`STEPS` maps step names to their classes.
+Every step, built-in or a user's, is declared with ``@step("name")`` (:mod:`steps.registry`);
+importing this package registers the built-in ones, and :func:`registered` lists them all.
+Steps get their shared models and clients in ``warm_up(deps)`` (:class:`steps.deps.Deps`).
 """
 
 from steps.base import FatalStepError, RetryableStepError, Step, StepContext, StepError, StepModel, Turn
 from steps.classification import Classification
+from steps.deps import Deps, ResourceConfig
 from steps.echo import Echo
 from steps.generation import Generation
-from steps.resources import ResourceConfig, Resources
+from steps.registry import (
+    StepConfigError,
+    StepDef,
+    StepDefinitionError,
+    StepImportError,
+    StepLoadError,
+    StepRunner,
+    ToolDef,
+    UnknownStepError,
+    registered,
+    resolve,
+    step,
+    tool,
+    tools,
+)
 from steps.retrieval import Retrieval
 from steps.safety import Safety
 
-STEPS: dict[str, type] = {cls.name: cls for cls in (Classification, Retrieval, Generation, Safety, Echo)}
-
 __all__ = [
-    "STEPS",
     "Classification",
+    "Deps",
     "Echo",
     "FatalStepError",
     "Generation",
     "ResourceConfig",
-    "Resources",
     "Retrieval",
     "RetryableStepError",
     "Safety",
     "Step",
+    "StepConfigError",
     "StepContext",
+    "StepDef",
+    "StepDefinitionError",
     "StepError",
+    "StepImportError",
+    "StepLoadError",
     "StepModel",
+    "StepRunner",
+    "ToolDef",
     "Turn",
+    "UnknownStepError",
+    "registered",
+    "resolve",
+    "step",
+    "tool",
+    "tools",
 ]

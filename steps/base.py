@@ -1,11 +1,12 @@
-"""The step contract: what every step in ``steps/`` implements.
+"""The step contract: the models, context and errors every step (built-in or a user's) works with.
 
-A step is a class with a unique ``name``, pydantic ``Input`` and ``Output`` models and an
-async ``run(input, ctx)`` returning an ``Output``. ``__init__`` takes only JSON-able
-configuration; heavy loading (models, indexes) goes in ``warm_up(resources)``, which the
-runtime calls once per process before the step sees its first message.
+A step is an async function, or a class for steps that load models, with a pydantic input and
+output, declared with ``@step("name")`` (:mod:`steps.registry`, exported from ``streams``). A class
+step's ``__init__`` takes only JSON-able configuration; heavy loading (models, indexes) goes in
+``warm_up(deps)`` (:class:`steps.deps.Deps`), which the runtime calls once per process before the
+step sees its first message.
 
-A branching step puts its route in a ``route`` field of its ``Output`` (a ``Literal``), and the
+A branching step puts its route in a ``route`` field of its output (a ``Literal``), and the
 pipeline graph maps route values to the next step. Steps never import Kafka or Faust: they
 see plain models in and out, so they can be tested in milliseconds.
 
@@ -21,12 +22,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
-
-if TYPE_CHECKING:
-    from steps.resources import Resources
 
 __all__ = [
     "FatalStepError",
@@ -120,13 +118,14 @@ class StepContext:
 
 @runtime_checkable
 class Step(Protocol):
-    """The interface the runtime drives. See the module docstring."""
+    """What the runtime drives for one node (a :class:`steps.runner.StepRunner` is one)."""
 
-    name: ClassVar[str]
-    Input: ClassVar[type[StepModel]]
-    Output: ClassVar[type[StepModel]]
-    uses_history: ClassVar[bool]
+    name: str
+    Input: type[BaseModel]
+    Output: type[BaseModel]
+    uses_history: bool
+    turn: Callable[..., Turn] | None
 
-    async def warm_up(self, resources: Resources) -> None: ...
+    async def warm_up(self, deps: Any) -> None: ...
 
     async def run(self, input: Any, ctx: StepContext) -> Any: ...

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources as importlib_resources
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from steps.base import StepContext, StepModel
-from steps.resources import Resources
+from steps.deps import Deps
+from steps.registry import step
 
 __all__ = ["Classification", "ClassificationInput", "ClassificationOutput", "INTENT_ROUTES"]
 
@@ -68,27 +69,21 @@ def rule_intent(text: str) -> Intent | None:
     return None
 
 
+@step("classification")
 class Classification:
     """Intent classifier and router: ``route`` is ``question``, ``smalltalk`` or ``abuse``."""
-
-    name: ClassVar[str] = "classification"
-    Input: ClassVar[type[StepModel]] = ClassificationInput
-    Output: ClassVar[type[StepModel]] = ClassificationOutput
-    uses_history: ClassVar[bool] = False
 
     def __init__(self, unsure_below: float = 0.55) -> None:
         self.unsure_below = unsure_below
         self._head: Any = None
         self._labels: list[Intent] = []
-        self._resources: Resources | None = None
+        self._deps: Deps | None = None
 
-    async def warm_up(self, resources: Resources) -> None:
-        self._resources = resources
-        if self._head is not None:
-            return
+    async def warm_up(self, deps: Deps) -> None:
+        self._deps = deps
         examples = load_examples()
-        vectors = await resources.embedder.embed([t for t, _ in examples])
-        self._head = await resources.embedder.run_sync(self._fit, vectors, [i for _, i in examples])
+        vectors = await deps.embedder.embed([t for t, _ in examples])
+        self._head = await deps.embedder.run_sync(self._fit, vectors, [i for _, i in examples])
 
     def _fit(self, vectors: np.ndarray, labels: list[str]) -> object:
         from sklearn.linear_model import LogisticRegression
@@ -102,9 +97,9 @@ class Classification:
         ruled = rule_intent(input.text)
         if ruled is not None:
             return ClassificationOutput(intent=ruled, confidence=1.0, route=INTENT_ROUTES[ruled], method="rules")
-        if self._resources is None or self._head is None:
+        if self._deps is None or self._head is None:
             raise RuntimeError("Classification.warm_up() must run before run()")
-        vector = await self._resources.embedder.embed([input.text])
+        vector = await self._deps.embedder.embed([input.text])
         probs = self._head.predict_proba(vector)[0]
         best = int(np.argmax(probs))
         intent = self._labels[best]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from steps.base import StepContext, StepModel
-from steps.resources import Resources
+from steps.registry import step
 
 __all__ = ["Echo", "EchoInput", "EchoOutput"]
 
@@ -20,16 +18,9 @@ class EchoOutput(StepModel):
     answer: str
 
 
+@step("echo")
 class Echo:
     """No model, no I/O: what remains of a step's cost is the runtime's own per-message work."""
-
-    name: ClassVar[str] = "echo"
-    Input: ClassVar[type[StepModel]] = EchoInput
-    Output: ClassVar[type[StepModel]] = EchoOutput
-    uses_history: ClassVar[bool] = False
-
-    async def warm_up(self, resources: Resources) -> None:
-        return None
 
     async def run(self, input: EchoInput, ctx: StepContext) -> EchoOutput:
         return EchoOutput(hops=input.hops + 1, answer=input.text)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from steps.base import StepContext, StepModel
-from steps.resources import Resources
+from steps.deps import Deps
+from steps.registry import step
 
 __all__ = ["Retrieval", "RetrievalInput", "RetrievalOutput", "RetrievedPassage"]
 
@@ -26,29 +25,25 @@ class RetrievalOutput(StepModel):
     index_size: int
 
 
+@step("retrieval")
 class Retrieval:
     """Top-k exact cosine search over the index built by ``conveyor index`` (or the default corpus)."""
-
-    name: ClassVar[str] = "retrieval"
-    Input: ClassVar[type[StepModel]] = RetrievalInput
-    Output: ClassVar[type[StepModel]] = RetrievalOutput
-    uses_history: ClassVar[bool] = False
 
     def __init__(self, top_k: int = 4, min_score: float = 0.2) -> None:
         self.top_k = top_k
         self.min_score = min_score
-        self._resources: Resources | None = None
+        self._deps: Deps | None = None
 
-    async def warm_up(self, resources: Resources) -> None:
-        self._resources = resources
-        await resources.index()
+    async def warm_up(self, deps: Deps) -> None:
+        self._deps = deps
+        await deps.index()
 
     async def run(self, input: RetrievalInput, ctx: StepContext) -> RetrievalOutput:
-        if self._resources is None:
+        if self._deps is None:
             raise RuntimeError("Retrieval.warm_up() must run before run()")
-        index = await self._resources.index()
-        query = (await self._resources.embedder.embed([input.text]))[0]
-        hits = [h for h in await self._resources.embedder.run_sync(index.search, query, self.top_k) if h.score >= self.min_score]
+        index = await self._deps.index()
+        query = (await self._deps.embedder.embed([input.text]))[0]
+        hits = [h for h in await self._deps.embedder.run_sync(index.search, query, self.top_k) if h.score >= self.min_score]
         passages = [
             RetrievedPassage(source=h.source, title=h.title, text=h.text, score=round(h.score, 4)) for h in hits
         ]

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources as importlib_resources
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from steps.base import StepContext, StepModel
 from steps.classification import load_examples
+from steps.deps import Deps
 from steps.pii import find_pii, redact
-from steps.resources import Resources
+from steps.registry import step
 
 __all__ = ["Safety", "SafetyInput", "SafetyOutput", "injection_rule"]
 
@@ -54,31 +55,25 @@ class SafetyOutput(StepModel):
         self.route = self.verdict
 
 
+@step("safety")
 class Safety:
     """Checks request and answer; verdict ``allow``, ``redact`` (PII masked) or ``block``."""
-
-    name: ClassVar[str] = "safety"
-    Input: ClassVar[type[StepModel]] = SafetyInput
-    Output: ClassVar[type[StepModel]] = SafetyOutput
-    uses_history: ClassVar[bool] = False
 
     def __init__(self, injection_threshold: float = 0.7, toxicity_threshold: float = 0.8) -> None:
         self.injection_threshold = injection_threshold
         self.toxicity_threshold = toxicity_threshold
-        self._resources: Resources | None = None
+        self._deps: Deps | None = None
         self._injection_head: Any = None
         self._toxicity: Any = None
 
-    async def warm_up(self, resources: Resources) -> None:
-        self._resources = resources
-        if self._injection_head is not None:
-            return
+    async def warm_up(self, deps: Deps) -> None:
+        self._deps = deps
         raw = importlib_resources.files("bastioncorpus").joinpath("corpus/injections.jsonl").read_text(encoding="utf-8")
         rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
         texts = [r["text"] for r in rows] + [t for t, intent in load_examples() if intent != "abuse"]
         labels = [int(r["label"] == "malicious") for r in rows] + [0] * (len(texts) - len(rows))
-        vectors = await resources.embedder.embed(texts)
-        self._injection_head, self._toxicity = await resources.embedder.run_sync(self._fit, vectors, labels)
+        vectors = await deps.embedder.embed(texts)
+        self._injection_head, self._toxicity = await deps.embedder.run_sync(self._fit, vectors, labels)
 
     @staticmethod
     def _fit(vectors: np.ndarray, labels: list[int]) -> tuple[object, object]:
@@ -95,11 +90,11 @@ class Safety:
         return injection, toxicity
 
     async def run(self, input: SafetyInput, ctx: StepContext) -> SafetyOutput:
-        if self._resources is None or self._injection_head is None:
+        if self._deps is None or self._injection_head is None:
             raise RuntimeError("Safety.warm_up() must run before run()")
         texts = [input.text, input.answer or " "]
-        vectors = await self._resources.embedder.embed(texts[:1])
-        injection, (tox_request, tox_answer) = await self._resources.embedder.run_sync(self._score, vectors, texts)
+        vectors = await self._deps.embedder.embed(texts[:1])
+        injection, (tox_request, tox_answer) = await self._deps.embedder.run_sync(self._score, vectors, texts)
         flags: list[str] = []
         if injection_rule(input.text):
             flags.append("injection:rules")

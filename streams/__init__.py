@@ -6,8 +6,13 @@ Reading order: ``app`` (settings, app factory) → ``topics`` → ``envelope`` (
 → ``client`` / ``cli``.
 
 Nothing is imported eagerly beyond light modules: Faust loads only when an app is built.
+
+A user's steps need only this package: ``step`` and ``tool`` declare them, ``StepContext`` is what
+a step sees besides its input, and ``RetryableStepError`` / ``FatalStepError`` say how it failed.
 """
 
+from steps.base import FatalStepError, RetryableStepError, StepContext
+from steps.registry import step, tool
 from streams.app import Settings, create_app
 from streams.broker import EmbeddedBroker
 from streams.client import Client
@@ -41,6 +46,7 @@ __all__ = [
     "EmbeddedBroker",
     "Envelope",
     "EnvelopeDecodeError",
+    "FatalStepError",
     "GraphError",
     "GraphSpec",
     "Node",
@@ -49,8 +55,12 @@ __all__ = [
     "Request",
     "Result",
     "ResultTimeoutError",
+    "RetryableStepError",
     "Settings",
+    "StepContext",
     "create_app",
     "load_pipeline",
+    "step",
+    "tool",
     "validate",
 ]

@@ -32,14 +32,8 @@ def bundled() -> list[str]:
 
 def resolve_step(ref: str, config: dict[str, Any]) -> Any:
     """The step definition ``ref`` names, with ``config`` checked against it (raises a named error)."""
-    try:
-        from steps.registry import resolve  # type: ignore[import-not-found]
-    except ImportError:  # transitional: the class registry of steps/__init__.py
-        from steps import STEPS
+    from steps.registry import resolve
 
-        if ref not in STEPS:
-            raise GraphError(f"step {ref!r} is not a known step; known: {sorted(STEPS)}") from None
-        return STEPS[ref]
     definition = resolve(ref)
     definition.check_config(config)
     return definition

@@ -203,9 +203,9 @@ def run_pipeline(
         request.setdefault("pipeline", spec.name)
         batch.append(request)
     if deps is None:
-        from steps.resources import ResourceConfig, Resources
+        from steps.deps import Deps, ResourceConfig
 
-        deps = Resources(ResourceConfig(index_dir=settings.index_dir, corpus_path=settings.corpus))
+        deps = Deps(ResourceConfig(index_dir=settings.index_dir, corpus_path=settings.corpus))
     outcome = asyncio.run(_run(spec, batch, settings, deps, build_step, max_messages))  # type: ignore[arg-type]
     order = {(r.get("tenant", "default"), r["id"]): i for i, r in enumerate(batch)}
     outcome.results.sort(key=lambda res: order.get((res.tenant or "default", res.id), len(order)))

@@ -245,7 +245,7 @@ def compile(
 
 
 def default_build_step(ref: str, config: dict[str, Any]) -> Any:
-    """An instance of the step ``ref`` names, configured (transitional: the class registry)."""
-    from steps import STEPS
+    """A runner of the step ``ref`` names (registered name or ``module:attribute``), its config checked."""
+    from steps.registry import resolve
 
-    return STEPS[ref](**config)
+    return resolve(ref).build(config)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from steps.resources import ResourceConfig, Resources
+from steps.deps import Deps, ResourceConfig
 from streams import faust_adapter
 from streams.app import Settings
 from streams.directory import PipelineDirectory
@@ -68,15 +68,15 @@ def report_gauges(compiled: Compiled, metrics: Metrics) -> None:
         metrics.table_keys.labels(table, component).set(keys)
 
 
-def report_providers(resources: Resources, metrics: Metrics) -> None:
+def report_providers(deps: Deps, metrics: Metrics) -> None:
     """Set ``conveyor_circuit_state`` and ``conveyor_provider_fallbacks_total`` per provider (at each scrape)."""
-    fallbacks = resources.fallbacks()
-    for name, breaker in resources.breakers().items():
+    fallbacks = deps.fallbacks()
+    for name, breaker in deps.breakers().items():
         metrics.report_provider(name, breaker.value, fallbacks.get(name, 0))
 
 
 def _build_service(
-    compiled: Compiled, resources: Resources, server: MetricsServer, directory: PipelineDirectory
+    compiled: Compiled, deps: Deps, server: MetricsServer, directory: PipelineDirectory
 ) -> Any:
     import mode
 
@@ -86,8 +86,8 @@ def _build_service(
         async def on_start(self) -> None:
             await server.start()
             log.warning("metrics on http://%s:%d/metrics", server.host, server.port)
-            for step in compiled.steps:
-                await step.warm_up(resources)
+            for runner in compiled.steps:
+                await runner.warm_up(deps)  # once per runner, however many nodes share it
             await directory.start()
             await asyncio.gather(*(self.add_runtime_dependency(app) for app in compiled.apps))
             server.ready = True
@@ -97,7 +97,7 @@ def _build_service(
             server.ready = False
             await directory.stop()
             await server.stop()
-            await resources.close()
+            await deps.close()
 
     return ConveyorWorker()
 
@@ -120,19 +120,19 @@ def build_worker(settings: Settings, embedded: bool, specs: list[GraphSpec] | No
         settings, name, {s.name: s.entry for s in specs}, ttl_s=settings.announce_ttl_s, every_s=settings.announce_every_s
     )
     compiled = compile(specs, settings, metrics, embedded=embedded, worker=name, directory=directory, only=settings.steps)
-    resources = Resources(resource_config(settings))
-    for provider in resources.breakers():
+    deps = Deps(resource_config(settings))
+    for provider in deps.breakers():
         metrics.declare_provider(provider)
 
     def on_scrape() -> None:
         report_gauges(compiled, metrics)
-        report_providers(resources, metrics)
+        report_providers(deps, metrics)
 
     server = MetricsServer(
         metrics, settings.metrics_host, settings.metrics_port, compiled.table_dump, compiled.assignments,
         on_scrape=on_scrape,
     )
-    return _build_service(compiled, resources, server, directory), compiled, server
+    return _build_service(compiled, deps, server, directory), compiled, server
 
 
 def quiet_loggers(level: int = logging.WARNING) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from steps import Classification, Generation, ResourceConfig, Resources, Retrieval, Safety
+from steps import Deps, ResourceConfig, resolve
 from steps.corpus import PYTHON_DOCS
 
 CORPUS_FILES = (
@@ -47,16 +47,16 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def warm(corpus_dir: Path, index_dir: Path) -> dict[str, Any]:
-    """Steps warmed once on real models and the small real corpus."""
-    resources = Resources(ResourceConfig(index_dir=index_dir, corpus_path=corpus_dir))
-    steps = {s.name: s for s in (Classification(), Retrieval(), Generation(), Safety())}
+    """The built-in steps' runners (as the worker builds them), warmed once on real models and the small real corpus."""
+    deps = Deps(ResourceConfig(index_dir=index_dir, corpus_path=corpus_dir))
+    runners = {name: resolve(name).build({}) for name in ("classification", "retrieval", "generation", "safety")}
 
     async def go() -> None:
-        for step in steps.values():
-            await step.warm_up(resources)
+        for runner in runners.values():
+            await runner.warm_up(deps)
 
     asyncio.run(go())
-    return {"resources": resources, **steps}
+    return {"deps": deps, **runners}
 
 
 class FakeLLM:

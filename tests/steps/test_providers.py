@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from steps.base import FatalStepError, RetryableStepError, StepContext
-from steps.generation import Generation, cost_usd
+from steps.deps import Deps, ResourceConfig
+from steps.generation import cost_usd
 from steps.providers import GenerationRequest, OpenAIProvider, error_summary, parse_retry_after
-from steps.resources import ResourceConfig, Resources
+from steps.registry import resolve
 from streams.graph import Policy
 from streams.policy import run_with_policy
 
@@ -64,16 +65,16 @@ def test_unreachable_and_slow_servers_are_retryable(fake_llm: Any) -> None:
 def test_generation_step_records_cost_from_the_price_table(fake_llm: Any, tmp_path: Any) -> None:
     config = ResourceConfig(index_dir=tmp_path, llm_provider="openai", llm_base_url=fake_llm.base_url,
                             llm_model="ok", prices={"ok": (1.0, 2.0)})
-    resources = Resources(config)
-    step = Generation()
+    deps = Deps(config)
+    step = resolve("generation").build({})
     ctx = StepContext(request_id="r-1")
 
     async def go() -> Any:
-        await step.warm_up(resources)
+        await step.warm_up(deps)
         try:
             return await step.run(step.Input(text="How do I reverse a list?", passages=PASSAGES), ctx)
         finally:
-            await resources.close()
+            await deps.close()
 
     out = asyncio.run(go())
     assert [c.source for c in out.citations] == ["library/stdtypes.html"]

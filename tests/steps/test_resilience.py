@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from steps.base import FatalStepError, RetryableStepError, StepContext
-from steps.generation import Generation, UnknownFallbackError
+from steps.deps import Deps, ResourceConfig
+from steps.provider_factory import UnknownFallbackError
 from steps.providers import Completion, ExtractiveProvider, GenerationRequest, OpenAIProvider
 from steps.resilience import Bulkhead, BulkheadFullError, CircuitBreaker, CircuitOpenError, ResilientProvider
-from steps.resources import ResourceConfig, Resources
+from steps.registry import resolve
 
 REQUEST = GenerationRequest(question="How do I reverse a list?", passages=[
     {"source": "library/stdtypes.html", "title": "Lists", "text": "list.reverse() reverses in place.", "score": 0.8}])
@@ -271,15 +272,15 @@ def test_hanging_provider_opens_its_circuit_without_touching_another(fake_llm: A
 def test_configured_fallback_answers_the_generation_step_while_the_circuit_is_open(fake_llm: Any, tmp_path: Any) -> None:
     config = ResourceConfig(index_dir=tmp_path, llm_provider="openai", llm_base_url=fake_llm.base_url, llm_model="ok",
                             llm_breaker_failures=2, llm_fallback="extractive", prices={"ok": (1.0, 2.0)})
-    resources = Resources(config)
-    (name, breaker), = resources.breakers().items()
+    deps = Deps(config)
+    (name, breaker), = deps.breakers().items()
     assert name == "openai:ok" and breaker.failure_threshold == 2 and breaker.state == "closed"
-    step = Generation()
+    step = resolve("generation").build({})
     ctx = StepContext(request_id="r-open")
 
     async def go() -> Any:
-        await step.warm_up(resources)
-        provider = resources.provider()
+        await step.warm_up(deps)
+        provider = deps.provider()
         assert isinstance(provider, ResilientProvider) and provider.breaker is breaker
         assert isinstance(provider.fallback, ExtractiveProvider) and provider.bulkhead.max_concurrent == 16
         fail(breaker)
@@ -288,17 +289,17 @@ def test_configured_fallback_answers_the_generation_step_while_the_circuit_is_op
         try:
             out = await step.run(step.Input(text="How do I reverse a list?", passages=REQUEST.passages), ctx)
         finally:
-            await resources.close()
+            await deps.close()
         return out, fake_llm.calls.get("ok", 0) - calls
 
     out, calls = asyncio.run(go())
     assert out.model == "conveyor-extractive" and calls == 0
     assert ctx.usage[0].model == "conveyor-extractive" and ctx.usage[0].cost_usd == 0.0
-    assert resources.fallbacks() == {"openai:ok": 1}
+    assert deps.fallbacks() == {"openai:ok": 1}
 
 
 def test_offline_provider_has_no_breaker_and_unknown_fallbacks_are_named(tmp_path: Any) -> None:
-    assert Resources(ResourceConfig(index_dir=tmp_path)).breakers() == {}
-    bad = Resources(ResourceConfig(index_dir=tmp_path, llm_provider="openai", llm_fallback="gpt-5"))
+    assert Deps(ResourceConfig(index_dir=tmp_path)).breakers() == {}
+    bad = Deps(ResourceConfig(index_dir=tmp_path, llm_provider="openai", llm_fallback="gpt-5"))
     with pytest.raises(UnknownFallbackError, match="CONVEYOR_LLM_FALLBACK"):
         bad.provider()

@@ -136,9 +136,9 @@ def test_turn_round_trip() -> None:
 def test_extractive_generation_reuses_sentence_vectors(warm: dict[str, Any]) -> None:
     from steps.providers import ExtractiveProvider, GenerationRequest
 
-    resources = warm["resources"]
+    deps = warm["deps"]
     calls: list[int] = []
-    real = resources.embedder.embedder.embed
+    real = deps.embedder.embedder.embed
 
     class Counting:
         model_id, dim = "counting", 384

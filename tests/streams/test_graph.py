@@ -91,3 +91,24 @@ def test_files_yaml_and_json(tmp_path: Path) -> None:
         load_pipeline(str(tmp_path / "missing.yaml"))
     with pytest.raises(GraphError, match=r"unknown pipeline 'nope': .*support"):
         load_pipeline("nope")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"unsure_bellow": 0.5}, r"node 'classification', field config: .*unsure_bellow"),
+        ({"unsure_below": "very"}, r"node 'classification', field config: .*unsure_below"),
+    ],
+)
+def test_bad_config_is_a_load_error_naming_the_node(config: dict[str, Any], message: str) -> None:
+    data = support()
+    data["nodes"][0]["config"] = config
+    with pytest.raises(GraphError, match=message):
+        parse_pipeline(data, "support.yaml")
+
+
+def test_missing_module_is_a_load_error_naming_the_node() -> None:
+    data = support()
+    data["nodes"][1]["step"] = "no_such_module_here:thing"
+    with pytest.raises(GraphError, match=r"node 'retrieval', field step: .*no_such_module_here"):
+        parse_pipeline(data, "support.yaml")

@@ -61,6 +61,15 @@ def test_public_api_is_exactly_all(module: object) -> None:
     assert public - submodules == exported
 
 
+def test_the_step_api_is_exported_from_streams() -> None:
+    from steps.base import FatalStepError, RetryableStepError, StepContext
+    from steps.registry import step, tool
+
+    assert {"step", "tool", "StepContext", "RetryableStepError", "FatalStepError"} <= set(streams.__all__)
+    assert (streams.step, streams.tool, streams.StepContext) == (step, tool, StepContext)
+    assert (streams.RetryableStepError, streams.FatalStepError) == (RetryableStepError, FatalStepError)
+
+
 def test_histogram_p50_matches_the_observations() -> None:
     from streams.report import histogram_p50
 
@@ -93,7 +102,7 @@ def test_request_budget_and_llm_resilience_defaults_reach_the_resources(monkeypa
 
 
 def test_circuit_state_and_fallbacks_are_read_at_scrape_time(tmp_path: Any) -> None:
-    from steps.resources import ResourceConfig, Resources
+    from steps.deps import Deps, ResourceConfig
     from streams.worker import build_worker, report_providers
 
     _, _, server = build_worker(Settings(data_dir=tmp_path, llm_provider="openai", llm_model="m", metrics_port=0),
@@ -103,14 +112,14 @@ def test_circuit_state_and_fallbacks_are_read_at_scrape_time(tmp_path: Any) -> N
     assert 'conveyor_provider_fallbacks_total{provider="openai:m"} 0.0' in text
 
     m = Metrics()
-    resources = Resources(ResourceConfig(index_dir=tmp_path, llm_provider="openai", llm_model="m", llm_breaker_failures=1))
-    breaker = resources.breakers()["openai:m"]
+    deps = Deps(ResourceConfig(index_dir=tmp_path, llm_provider="openai", llm_model="m", llm_breaker_failures=1))
+    breaker = deps.breakers()["openai:m"]
     with pytest.raises(RetryableStepError), breaker.call():
         raise RetryableStepError("503")
-    provider = resources.provider()
+    provider = deps.provider()
     provider.fallbacks = 3  # type: ignore[attr-defined]  # as three fallback answers would
-    report_providers(resources, m)
-    report_providers(resources, m)  # a second scrape adds nothing new
+    report_providers(deps, m)
+    report_providers(deps, m)  # a second scrape adds nothing new
     text = m.exposition().decode()
     assert 'conveyor_circuit_state{provider="openai:m"} 2.0' in text
     assert 'conveyor_provider_fallbacks_total{provider="openai:m"} 3.0' in text

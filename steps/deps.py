@@ -1,8 +1,10 @@
-"""Shared, heavy things that steps use: the embedder, the retrieval index, the LLM provider.
+"""What steps are given, not what they look up: the embedder, the retrieval index, the LLM provider.
 
-One :class:`Resources` per worker process: loaded once, shared by every step in it, so
-four steps do not load the model four times. Built from plain configuration, so
-``streams`` can create it from its settings without ``steps`` knowing about them.
+The worker builds one :class:`Deps` per process from plain configuration and hands it to each
+step's ``warm_up(deps)``; a step keeps what it needs. Shared, so four steps do not load the model
+four times; built from :class:`ResourceConfig`, so ``streams`` creates it from its settings without
+``steps`` knowing about them. Nothing here imports a step module: a step imports this, never the
+other way round. A test injects its own ``embedder`` or ``provider``.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from steps.embedding import AsyncEmbedder, MiniLMEmbedder
+from steps.provider_factory import make_breakers, make_provider
+from steps.providers import Provider
 from steps.resilience import CircuitBreaker, ResilientProvider
 
 if TYPE_CHECKING:
-    from steps.generation import Provider
     from steps.index import VectorIndex
 
-__all__ = ["Resources", "ResourceConfig"]
+__all__ = ["Deps", "ResourceConfig"]
 
 
 @dataclass(frozen=True)
 class ResourceConfig:
-    """JSON-able configuration of the shared resources."""
+    """JSON-able configuration of the shared dependencies."""
 
     index_dir: Path
     corpus_path: Path | None = None
@@ -47,18 +50,23 @@ class ResourceConfig:
         return f"{self.llm_provider}:{self.llm_model}"
 
 
-class Resources:
-    """Lazily loaded, loop-safe holders of the process-wide models and clients."""
+class Deps:
+    """The process-wide models and clients, each made once, lazily and loop-safely."""
 
-    def __init__(self, config: ResourceConfig) -> None:
+    def __init__(
+        self, config: ResourceConfig, *, embedder: AsyncEmbedder | None = None, provider: Provider | None = None
+    ) -> None:
         self.config = config
-        self.embedder = AsyncEmbedder(MiniLMEmbedder())
+        self.embedder = embedder if embedder is not None else AsyncEmbedder(MiniLMEmbedder())
         self._index: VectorIndex | None = None
-        self._provider: Provider | None = None
+        self._provider = provider
         self._index_lock = asyncio.Lock()
-        from steps.generation import make_breakers
-
         self._breakers = make_breakers(config)  # built now (cheap): a gauge can show them before first use
+
+    @property
+    def prices(self) -> dict[str, tuple[float, float]]:
+        """USD per million (input, output) tokens, by model."""
+        return self.config.prices
 
     async def index(self) -> VectorIndex:
         """The retrieval index (loaded from the disk cache, or built once off the event loop)."""
@@ -75,8 +83,6 @@ class Resources:
     def provider(self) -> Provider:
         """The generation provider named by the configuration."""
         if self._provider is None:
-            from steps.generation import make_provider
-
             self._provider = make_provider(self.config, self.embedder, breaker=self._breakers.get(self.config.llm_name))
         return self._provider
 
