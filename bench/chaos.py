@@ -137,7 +137,14 @@ def expected_outcome(pipeline: str) -> Callable[[Mapping[str, Any]], tuple[Any, 
 
 
 def wait_for_results(view: PipelineView, expected: set[str], config: CampaignConfig, log: Log) -> str:
-    """Read until every id in ``expected`` has a result, the pipeline is idle twice in a row, or a cap."""
+    """Read until every id in ``expected`` has a result, the pipeline is idle twice in a row, or a cap.
+
+    Idle: at two reads ``settle_s`` apart, every group's committed offset equals the end of its
+    input topic, and no topic grew in between. A component commits a message only after what it
+    produced was acknowledged, so everything committed has its output among what was read, and
+    nothing is left to consume: a request without a result then will never get one. (The runtime
+    bug this campaign looks for, committing over a message not yet acknowledged, ends exactly there.)
+    """
     started = last_result = last_log = time.monotonic()
     answered = 0
     previous_ends: dict[tuple[str, int], int] | None = None
@@ -149,17 +156,17 @@ def wait_for_results(view: PipelineView, expected: set[str], config: CampaignCon
         if expected <= view.results.keys():
             return "every request answered"
         ends = view.ends()
-        behind = view.behind(view.committed())
-        if not behind and ends == previous_ends:
-            return "pipeline idle: every group committed its whole input, twice in a row, nothing new"
-        previous_ends = None if behind else ends
+        unsettled = view.unsettled(view.committed())
+        if not unsettled and ends == previous_ends:  # nothing more can come: see the docstring
+            return "pipeline idle: every group committed exactly its whole input, twice in a row, nothing new"
+        previous_ends = None if unsettled else ends
         if now - last_result > config.quiet_s:
             return f"no new result for {config.quiet_s:.0f} s"
         if now - started > config.cap_s:
             return f"cap of {config.cap_s:.0f} s reached"
         if now - last_log >= 10:
             log(f"  waiting: {len(expected & view.results.keys())}/{len(expected)} answered; "
-                f"uncommitted: {', '.join(behind) or 'none'}")
+                f"committed/end not settled: {', '.join(unsettled) or 'none'}")
             last_log = now
         time.sleep(config.settle_s)
 

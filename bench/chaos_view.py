@@ -95,11 +95,14 @@ class PipelineView:
             out[i.topic] = self.groups.committed(i.group, i.topic, partitions)
         return out
 
-    def behind(self, committed: Mapping[str, Mapping[int, int]]) -> list[str]:
-        """Input partitions whose group has not committed everything read so far: ``topic[p] committed/end``."""
+    def unsettled(self, committed: Mapping[str, Mapping[int, int]]) -> list[str]:
+        """Input partitions whose group's committed offset is not the end read here: ``topic[p] committed/end``.
+
+        Below: not everything is processed yet. Above: records arrived since this view read the topic.
+        """
         inputs = {i.topic for i in self.inputs}
         return [f"{t}[{p}] {committed[t].get(p, 0)}/{end}" for (t, p), end in sorted(self.tail.ends.items())
-                if t in inputs and committed[t].get(p, 0) < end]
+                if t in inputs and committed[t].get(p, 0) != end]
 
     def close(self) -> None:
         self.tail.close()
