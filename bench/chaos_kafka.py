@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ class Record:
 
 @dataclass
 class PublishReport:
-    """What the broker acknowledged (``acked`` ids in order) and what it refused (id -> error)."""
+    """What the broker acknowledged (``acked``: ids in order of acknowledgement) and refused (id -> error)."""
 
     acked: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -69,8 +69,8 @@ def partitions_of(client: Any, topic: str, timeout_s: float = 30.0) -> list[int]
         time.sleep(0.2)
 
 
-def publish_paced(bootstrap: str, topic: str, requests: Sequence[dict[str, Any]], rate: float,
-                  key_of: Any = lambda r: r["session"]) -> PublishReport:
+def publish_paced(bootstrap: str, topic: str, requests: Sequence[Mapping[str, Any]], rate: float,
+                  key_of: Callable[[Mapping[str, Any]], str] = lambda r: str(r["session"])) -> PublishReport:
     """Produce each request as JSON at ``rate`` per second (keyed by ``key_of``), then wait for every ack."""
     from confluent_kafka import Producer
 
@@ -89,7 +89,7 @@ def publish_paced(bootstrap: str, topic: str, requests: Sequence[dict[str, Any]]
         due = started + i / rate
         while (left := due - time.monotonic()) > 0:
             producer.poll(min(left, 0.05))
-        producer.produce(topic, orjson.dumps(request), key=str(key_of(request)).encode(), on_delivery=delivered)
+        producer.produce(topic, orjson.dumps(request), key=key_of(request).encode(), on_delivery=delivered)
         producer.poll(0)
     remaining = producer.flush(120)
     if remaining:
