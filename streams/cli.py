@@ -311,16 +311,25 @@ def demo(workers: int, timeout: float) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+BENCHMARKS = {"overhead": "overhead.py", "chaos": "chaos.py"}
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
 @click.pass_context
 def bench(ctx: click.Context) -> None:
-    """Run the benchmarks of BENCHMARKS.md (bench/overhead.py; pass --n, --paced, --rate, --reps)."""
+    """Run a benchmark of BENCHMARKS.md: [overhead] (default) or chaos, with its flags (--help for them).
+
+    overhead: bench/overhead.py (--n, --paced, --rate, --reps); chaos: bench/chaos.py, a SIGKILL
+    campaign counting lost requests (--requests, --sessions, --rate, --workers, --kills, --pipeline, --seed).
+    """
     import runpy
 
-    script = Path(__file__).resolve().parents[1] / "bench" / "overhead.py"
+    args = list(ctx.args)
+    name = args.pop(0) if args and args[0] in BENCHMARKS else "overhead"
+    script = Path(__file__).resolve().parents[1] / "bench" / BENCHMARKS[name]
     if not script.is_file():
         raise click.ClickException(f"{script} not found: benchmarks run from a source checkout (`pip install -e .`)")
-    sys.argv = [str(script), *ctx.args]
+    sys.argv = [str(script), *args]
     runpy.run_path(str(script), run_name="__main__")
 
 
