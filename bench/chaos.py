@@ -111,12 +111,13 @@ def _holders(d: Diagnosis) -> str:
 
 
 def pipeline_spec(name: str) -> Any:
-    from streams.graph import ECHO, SUPPORT
+    from streams.errors import GraphError
+    from streams.pipeline_file import load_pipeline
 
-    specs = {s.name: s for s in (ECHO, SUPPORT)}
-    if name not in specs:
-        raise CampaignError(f"unknown pipeline {name!r}; choose from {sorted(specs)}")
-    return specs[name]
+    try:
+        return load_pipeline(name)
+    except GraphError as exc:
+        raise CampaignError(str(exc)) from None
 
 
 def make_requests(config: CampaignConfig, rng: random.Random, run_id: str) -> list[dict[str, Any]]:

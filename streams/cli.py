@@ -311,7 +311,7 @@ def demo(workers: int, timeout: float) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-BENCHMARKS = {"overhead": "overhead.py", "chaos": "chaos.py"}
+BENCHMARKS = {"overhead": "overhead.py", "chaos": "chaos.py", "soak": "soak.py"}
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)

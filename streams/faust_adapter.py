@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable, Iterator
 
-from streams.acks import OrderedAcks
+from streams.acks import DeliveryTracker, Jump, OrderedAcks
 from streams.dispatch import KeyedDispatcher
 
 __all__ = [
     "FaustProducer",
     "assigned",
+    "committed_offset",
+    "install_commit_guards",
     "delete_local",
     "input_partitions",
     "lag",
@@ -43,13 +45,19 @@ def register_agent(app: Any, topic: Any, name: str, handler: Handler, on_unhandl
     that the event can be acked. The event is acked only after one of the two returned.
     """
 
+    install_commit_guards()
+
     async def agent(stream: Any) -> None:
         acking = stream.noack()
         dispatcher = KeyedDispatcher(limit)
         acks: OrderedAcks[Any] = OrderedAcks()
+        tracker = DeliveryTracker()
         try:
             async for event in acking.events():
                 message = event.message
+                jump = tracker.delivered(message.tp, message.offset, committed_offset(app, message.tp))
+                if jump is not None:
+                    await _on_jump(app, name, jump)
                 slot = acks.received(message.tp, message.offset, event)
 
                 async def job(event: Any = event, slot: Any = slot) -> None:
@@ -68,6 +76,107 @@ def register_agent(app: Any, topic: Any, name: str, handler: Handler, on_unhandl
 
     agent.__name__ = agent.__qualname__ = f"conveyor_{name.replace('-', '_')}"
     app.agent(topic, name=f"conveyor.{name}")(agent)
+
+
+async def _on_jump(app: Any, name: str, jump: Jump) -> None:
+    """A hole in a partition's delivered offsets: seek back to it once; the same hole again is a real gap."""
+    consumer = _consumer(app)
+    if consumer is None:
+        return
+    tp = jump.partition
+    if jump.again:
+        log.info("%s: offsets %d-%d of %s are a gap in the log; committing over them", name, jump.start, jump.end, tp)
+        await _ORIGINAL["_add_gap"](consumer, tp, jump.start, jump.end)
+        return
+    if rebalancing(app) or tp not in assigned(app):
+        return  # the rebalance ends with a seek to the committed offset anyway
+    log.warning("%s: offsets %d-%d of %s were fetched but never delivered; seeking back to %d",
+                name, jump.start, jump.end, tp, jump.start)
+    await consumer.seek(tp, jump.start)
+
+
+def committed_offset(app: Any, tp: Any) -> int | None:
+    """The offset the app's group has committed for ``tp``, as its consumer knows it (None if none yet)."""
+    consumer = _consumer(app)
+    if consumer is None:
+        return None
+    value = consumer._committed_offset.get(tp)
+    return int(value) if value is not None else None
+
+
+_ORIGINAL: dict[str, Any] = {}
+
+
+class _NeverHides(dict):  # type: ignore[type-arg]
+    """Faust's read offsets, except that its fetch loop (``mapping[tp]``) sees none: it drops no record.
+
+    ``get``/``items`` (lag, seeks) see the real values.
+    """
+
+    def __getitem__(self, key: Any) -> Any:
+        return None
+
+
+def install_commit_guards() -> None:
+    """Make faust-streaming 0.15.3 commit only offsets below which everything was acked.
+
+    Two changes to its ``Consumer``, measured by a kill campaign (requests lost below the committed
+    offset, never processed):
+
+    - ``_new_offset`` committed the first run of acked offsets even when it did not start at the
+      committed offset (committed 100, acked 101..103 → 104; the off-by-one ``min - committed > 1``).
+      Now a run must start exactly at the committed offset.
+    - ``_add_gap`` marked every offset the fetcher skipped as done, so offsets dropped while a
+      partition was paused were committed over. Now gaps are recorded only when the agent has seen
+      the same hole twice (``DeliveryTracker``): a real gap in the log.
+    - Its fetch loop drops a record whose offset is below the last one it handed over
+      (``_read_offset``). After a rebalance's seek to the committed offset, records still buffered
+      from before the seek arrive first and move that mark forward, so the re-fetched records
+      behind them were dropped: a hole that no later seek could fill. Now nothing is dropped;
+      a duplicate delivery is skipped by the ``request-state`` table.
+    """
+    if _ORIGINAL:
+        return
+    from faust.transport import consumer as fc
+
+    cls = fc.Consumer
+    _ORIGINAL["_add_gap"] = cls._add_gap
+    _ORIGINAL["_new_offset"] = cls._new_offset
+
+    def _get(self: Any) -> Any:
+        return self.__dict__["_conveyor_read_offset"]
+
+    def _set(self: Any, value: Any) -> None:
+        self.__dict__["_conveyor_read_offset"] = _NeverHides(value)
+
+    cls._read_offset = property(_get, _set)  # type: ignore[assignment]
+
+    async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        return None  # holes are handled by the agent: seek back, or a confirmed gap via the original
+
+    def _new_offset(self: Any, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        gap_for_tp = self._gap[tp]
+        if gap_for_tp:  # confirmed gaps (see _on_jump) count as acked, as in faust
+            max_offset = max(acked)
+            candidates = sorted(gap_for_tp.overlap(0, max_offset + 1), key=lambda x: x.begin)
+            if candidates:
+                filler = [o for entry in candidates for o in range(entry.begin, entry.end)]
+                acked.extend(o for o in filler if o not in self._acked_index[tp])
+                gap_for_tp.chop(0, max(filler[-1], max_offset) + 1)
+        acked.sort()
+        committed = self._committed_offset[tp]
+        if committed is not None and acked[0] > committed:
+            return None  # the next offset to commit is not acked yet: wait for it
+        batch = next(fc.consecutive_numbers(acked))
+        acked[: len(batch)] = []
+        self._acked_index[tp].difference_update(batch)
+        return int(batch[-1]) + 1
+
+    cls._add_gap = _add_gap  # type: ignore[method-assign]
+    cls._new_offset = _new_offset  # type: ignore[method-assign]
 
 
 def _consumer(app: Any) -> Any:

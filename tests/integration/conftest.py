@@ -64,13 +64,14 @@ def built_index(corpus_dir: Path, index_dir: Path) -> Path:
 class WorkerProcess:
     """``conveyor worker`` in a subprocess, with its log and its HTTP endpoint."""
 
-    def __init__(self, broker: str, log: Path, env: dict[str, str], args: list[str]) -> None:
+    def __init__(self, broker: str, log: Path, env: dict[str, str], args: list[str], cwd: Path | None = None) -> None:
         self.metrics_port = free_port()
         self.log = log
         full_env = {**os.environ, **env, "CONVEYOR_BROKER": broker, "CONVEYOR_METRICS_PORT": str(self.metrics_port)}
         with open(log, "ab") as fh:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", *args], stdout=fh, stderr=subprocess.STDOUT, env=full_env
+                [sys.executable, "-m", "streams.cli", "worker", *args], stdout=fh, stderr=subprocess.STDOUT, env=full_env,
+                cwd=cwd,
             )
 
     def log_tail(self, n: int = 40) -> str:
@@ -115,9 +116,9 @@ def worker_env(corpus_dir: Path, index_dir: Path, data_dir: Path) -> dict[str, s
 def start_worker(tmp_path: Path, corpus_dir: Path, built_index: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
-    def start(broker: EmbeddedBroker, *args: str, **env: str) -> WorkerProcess:
+    def start(broker: EmbeddedBroker, *args: str, cwd: Path | None = None, **env: str) -> WorkerProcess:
         base = worker_env(corpus_dir, built_index, tmp_path / f"data-{len(started)}")
-        w = WorkerProcess(broker.bootstrap, tmp_path / f"worker-{len(started)}.log", {**base, **env}, list(args))
+        w = WorkerProcess(broker.bootstrap, tmp_path / f"worker-{len(started)}.log", {**base, **env}, list(args), cwd)
         started.append(w)
         return w
 

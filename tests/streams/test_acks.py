@@ -48,3 +48,52 @@ def test_released_is_always_a_delivered_prefix(partitions: list[int], rnd: objec
             done_offsets = {slots[j].offset for j in finished if slots[j].partition == p}
             assert set(released[p]) <= done_offsets
     assert all(len(released[p]) == next_offset[p] for p in range(4))
+
+
+def test_delivery_tracker_reports_a_hole_once_then_accepts_it_as_a_gap() -> None:
+    from streams.acks import DeliveryTracker, Jump
+
+    t = DeliveryTracker()
+    assert t.delivered("p", 100, committed=100) is None
+    assert t.delivered("p", 101) is None
+    assert t.delivered("p", 105) == Jump("p", 102, 104, again=False)  # 102..104 dropped: seek back
+    assert t.delivered("p", 102) is None and t.delivered("p", 103) is None  # the seek re-delivers them (rewind)
+    t2 = DeliveryTracker()
+    assert t2.delivered("p", 10, committed=10) is None
+    assert t2.delivered("p", 13) == Jump("p", 11, 12, again=False)
+    assert t2.delivered("p", 11) is None  # sought back ... and the log really has nothing at 11..12
+    t2.forget("p")
+    assert t2.delivered("p", 10, committed=10) is None
+    assert t2.delivered("p", 13) == Jump("p", 11, 12, again=True)  # the same hole again: a real gap
+    # offsets below the committed offset are done (by another worker), not missing
+    t3 = DeliveryTracker()
+    assert t3.delivered("p", 5, committed=5) is None
+    assert t3.delivered("p", 50, committed=50) is None
+
+
+def test_commit_guard_commits_only_a_run_starting_at_the_committed_offset() -> None:
+    """faust 0.15.3: committed 100 and acked 101..103 committed 104 (100 was still in flight)."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from faust.transport.consumer import Consumer
+    from intervaltree import IntervalTree
+
+    from streams.faust_adapter import install_commit_guards
+
+    install_commit_guards()
+
+    def consumer(committed: int | None, acked: list[int]) -> SimpleNamespace:
+        c = SimpleNamespace(_acked=defaultdict(list), _acked_index=defaultdict(set), _gap=defaultdict(IntervalTree),
+                            _committed_offset=defaultdict(lambda: None))
+        c._committed_offset["tp"] = committed
+        c._acked["tp"] = list(acked)
+        c._acked_index["tp"] = set(acked)
+        return c
+
+    assert Consumer._new_offset(consumer(100, [101, 102, 103]), "tp") is None
+    assert Consumer._new_offset(consumer(100, [100, 101, 103]), "tp") == 102
+    assert Consumer._new_offset(consumer(None, [5, 6, 7]), "tp") == 8  # a new group: the first delivered is the start
+    c = consumer(100, [100, 104])
+    c._gap["tp"].addi(101, 104)  # a confirmed gap counts as acked
+    assert Consumer._new_offset(c, "tp") == 105
