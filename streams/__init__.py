@@ -12,6 +12,7 @@ a step sees besides its input, and ``RetryableStepError`` / ``FatalStepError`` s
 """
 
 from steps.base import FatalStepError, RetryableStepError, StepContext
+from steps.deps import Deps
 from steps.registry import step, tool
 from streams.app import Settings, create_app
 from streams.broker import EmbeddedBroker
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigError",
     "ConveyorError",
     "DeadLetter",
+    "Deps",
     "EmbeddedBroker",
     "Envelope",
     "EnvelopeDecodeError",

@@ -88,7 +88,10 @@ def _print_metrics(ports: list[int]) -> None:
         for step in STEP_ORDER if step in work))
 
 
-def run_demo(workers: int = 1, timeout_s: float = 240.0, samples: list[dict[str, Any]] | None = None) -> int:
+def run_demo(
+    workers: int = 1, timeout_s: float = 240.0, samples: list[dict[str, Any]] | None = None,
+    pipelines: tuple[str, ...] = ("support",),
+) -> int:
     """Start broker and workers, run the samples, print results and per-step figures, stop all."""
     from steps.embedding import MiniLMEmbedder
     from steps.index import default_corpus, load_or_build
@@ -109,7 +112,7 @@ def run_demo(workers: int = 1, timeout_s: float = 240.0, samples: list[dict[str,
         click.echo(f"embedded broker on {broker.bootstrap}; starting {workers} worker(s)")
         ports = []
         for i in range(workers):
-            proc, port = spawn_worker(broker.bootstrap, run_dir / f"worker-{i}.log")
+            proc, port = spawn_worker(broker.bootstrap, run_dir / f"worker-{i}.log", CONVEYOR_PIPELINE=",".join(pipelines))
             procs.append(proc)
             ports.append(port)
         for i, (port, proc) in enumerate(zip(ports, procs, strict=True)):
