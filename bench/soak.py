@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -133,6 +134,7 @@ def main() -> None:
     parser.add_argument("--ttl", type=float, default=60.0, help="CONVEYOR_STATE_TTL_S and CONVEYOR_SESSION_TTL_S of the worker")
     parser.add_argument("--every", type=float, default=15.0, help="seconds between samples")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop the worker and the broker
     print(f"$ conveyor bench soak --requests {args.requests} --rate {args.rate:g} --sessions {args.sessions} "
           f"--ttl {args.ttl:g} --every {args.every:g}", flush=True)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:

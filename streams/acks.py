@@ -90,25 +90,38 @@ class DeliveryTracker:
     table recovery) and, when no seek to the committed offset follows, goes on from its fetch
     position: the dropped records are never delivered. Its own gap tracking then counted them as
     done and committed past them (measured: a run of 37 requests lost after a SIGKILL). Here a hole
-    is reported once, so the caller can seek back to it; the same hole seen again right after is
-    a real gap in the log (transaction markers, compaction) and may be committed over.
+    is reported once, so the caller can seek back to it; when the first delivery after that seek
+    is still above the hole's start, the hole is a real gap in the log (transaction markers,
+    compaction) and may be committed over (``again``).
     """
 
     _next: dict[Hashable, int] = field(default_factory=dict)
-    _reported: dict[Hashable, tuple[int, int]] = field(default_factory=dict)
+    _sought: dict[Hashable, int] = field(default_factory=dict)
 
     def delivered(self, partition: Hashable, offset: int, committed: int | None = None) -> Jump | None:
         """``committed``: the group's committed offset now, if known (offsets below it are done, not missing)."""
+        sought = self._sought.pop(partition, None)
+        if sought is not None and offset > sought:
+            self._next[partition] = offset + 1
+            return Jump(partition, sought, offset - 1, again=True)
         expected = self._next.get(partition, committed)
         if expected is not None and committed is not None:
             expected = max(expected, committed)
         self._next[partition] = offset + 1
         if expected is None or offset <= expected:
             return None  # the first we know of, in order, or a rewind (a seek back re-delivers)
-        hole = (expected, offset - 1)
-        again = self._reported.get(partition) == hole
-        self._reported[partition] = hole
-        return Jump(partition, hole[0], hole[1], again)
+        return Jump(partition, expected, offset - 1, again=False)
+
+    def sought(self, partition: Hashable, offset: int) -> None:
+        """The caller sought ``partition`` back to ``offset``: the next delivery tells whether the hole is real."""
+        self._sought[partition] = offset
+        self._next.pop(partition, None)
+
+    def reset(self) -> None:
+        """After a rebalance: every partition starts again from its committed offset."""
+        self._next.clear()
+        self._sought.clear()
 
     def forget(self, partition: Hashable) -> None:
         self._next.pop(partition, None)
+        self._sought.pop(partition, None)

@@ -196,6 +196,7 @@ class Frame(BaseModel):
     failed: str | None = None  # why the branch failed: it arrives at the join as missing
     base_route: list[str] = []
     base_usage: Usage = Field(default_factory=Usage)
+    base_visits: dict[str, int] = {}
 
 
 class Envelope(BaseModel):

@@ -52,12 +52,16 @@ def register_agent(app: Any, topic: Any, name: str, handler: Handler, on_unhandl
         dispatcher = KeyedDispatcher(limit)
         acks: OrderedAcks[Any] = OrderedAcks()
         tracker = DeliveryTracker()
+        generation = None
         try:
             async for event in acking.events():
                 message = event.message
+                if getattr(app, "consumer_generation_id", None) != generation:
+                    generation = getattr(app, "consumer_generation_id", None)
+                    tracker.reset()  # a rebalance: every partition restarts from its committed offset
                 jump = tracker.delivered(message.tp, message.offset, committed_offset(app, message.tp))
-                if jump is not None:
-                    await _on_jump(app, name, jump)
+                if jump is not None and await _on_jump(app, name, jump):
+                    tracker.sought(message.tp, jump.start)
                 slot = acks.received(message.tp, message.offset, event)
 
                 async def job(event: Any = event, slot: Any = slot) -> None:
@@ -78,21 +82,22 @@ def register_agent(app: Any, topic: Any, name: str, handler: Handler, on_unhandl
     app.agent(topic, name=f"conveyor.{name}")(agent)
 
 
-async def _on_jump(app: Any, name: str, jump: Jump) -> None:
-    """A hole in a partition's delivered offsets: seek back to it once; the same hole again is a real gap."""
+async def _on_jump(app: Any, name: str, jump: Jump) -> bool:
+    """A hole in a partition's delivered offsets: seek back to it once (True); a confirmed hole is a real gap."""
     consumer = _consumer(app)
     if consumer is None:
-        return
+        return False
     tp = jump.partition
     if jump.again:
         log.info("%s: offsets %d-%d of %s are a gap in the log; committing over them", name, jump.start, jump.end, tp)
-        await _ORIGINAL["_add_gap"](consumer, tp, jump.start, jump.end)
-        return
+        consumer._gap[tp].addi(jump.start, jump.end + 1)  # counted as acked by the guarded _new_offset
+        return False
     if rebalancing(app) or tp not in assigned(app):
-        return  # the rebalance ends with a seek to the committed offset anyway
+        return False  # the rebalance ends with a seek to the committed offset anyway
     log.warning("%s: offsets %d-%d of %s were fetched but never delivered; seeking back to %d",
                 name, jump.start, jump.end, tp, jump.start)
     await consumer.seek(tp, jump.start)
+    return True
 
 
 def committed_offset(app: Any, tp: Any) -> int | None:

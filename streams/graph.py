@@ -76,7 +76,7 @@ class Join(BaseModel):
         if self.policy == "all":
             return expected
         if self.policy == "any":
-            return 1
+            return min(expected, 1)
         return min(expected, self.policy.at_least)
 
 

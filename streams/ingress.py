@@ -8,12 +8,13 @@ input is acked only once what it produced was acknowledged by the broker.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from typing import Any, Protocol
 
 from streams.app import Settings
-from streams.envelope import Envelope, Request, Result, decode, encode, new_request_id
+from streams.envelope import Envelope, Request, Result, decode, encode
 from streams.errors import EnvelopeDecodeError
 from streams.outputs import Outputs
 from streams.topics import step_topic
@@ -41,7 +42,7 @@ class IngressProcessor:
         m.queue.labels("-", "ingress").observe(max(0.0, started - message.timestamp))
         request: Request | None = None
         try:
-            request = self._validate(message.value)
+            request = self._validate(message.value, message)
             entry = self.directory.entry_for(request.pipeline)
             if entry is None:
                 raise EnvelopeDecodeError(
@@ -82,7 +83,7 @@ class IngressProcessor:
             deadline=message.timestamp + deadline_ms / 1000 if deadline_ms else None,
         )
 
-    def _validate(self, raw: bytes | None) -> Request:
+    def _validate(self, raw: bytes | None, message: Any) -> Request:
         request = decode(raw, Request)
         if len(request.text) > self.settings.max_text_chars:
             raise EnvelopeDecodeError(
@@ -90,6 +91,7 @@ class IngressProcessor:
                 "(CONVEYOR_MAX_TEXT_CHARS)",
                 request.id,
             )
-        if request.id is None:
-            request = request.model_copy(update={"id": new_request_id()})
+        if request.id is None:  # derived from where it was published: a re-delivery gets the same id
+            digest = hashlib.sha256(f"{message.topic}/{message.partition}/{message.offset}".encode()).hexdigest()
+            request = request.model_copy(update={"id": f"r-{digest[:16]}"})
         return request

@@ -26,6 +26,7 @@ def new_buffer(env: Envelope) -> dict[str, Any]:
     base.frames = base.frames[:-1]
     base.route = list(frame.base_route)
     base.usage = frame.base_usage.model_copy()
+    base.visits = dict(frame.base_visits)  # the fan-out's own counts, not those of whichever branch came first
     base.tick = False
     deadline = None
     if frame.timeout_s is not None:
@@ -52,7 +53,7 @@ def record(buffer: dict[str, Any], frame: Frame, route: list[str], usage: Usage)
     out = {**buffer, "arrived": dict(buffer["arrived"]), "failed": dict(buffer["failed"]),
            "routes": dict(buffer["routes"]), "usage": dict(buffer["usage"])}
     label = frame.branch
-    if label == "" and not frame.expected:  # a map over an empty list: nothing to wait for
+    if label not in buffer["expected"]:  # a map over an empty list, or a branch of another run of the fan-out
         return out
     out["routes"][label] = list(route)
     out["usage"][label] = usage.model_dump()
@@ -68,7 +69,7 @@ def record(buffer: dict[str, Any], frame: Frame, route: list[str], usage: Usage)
 def decide(buffer: dict[str, Any], join: Join, *, timed_out: bool = False) -> Decision:
     """Fire when the policy is met; fail when it can no longer be; at the timeout, fire with what arrived."""
     expected = len(buffer["expected"])
-    arrived = len(buffer["arrived"])
+    arrived = len(set(buffer["arrived"]) & set(buffer["expected"]))
     needed = join.needed(expected)
     if arrived >= needed:
         return "fire"

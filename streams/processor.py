@@ -121,6 +121,22 @@ class StepProcessor:
         pending.append(await self.outputs.span(trace))
         await asyncio.gather(*pending)  # everything this message produced is on the broker: now it may be acked
 
+    async def unexpected(self, message: Any, exc: BaseException) -> None:
+        """After an error escaped ``process`` (dead-lettered by the caller): the request still gets its end."""
+        try:
+            env = decode(message.value, Envelope)
+        except EnvelopeDecodeError:
+            return
+        if env.tick or self.tables.request_state.get(self._execution_key(env)) is not None:
+            return  # it had settled (the error came after): its outcome stands
+        pending: Pending = []
+        try:
+            await self._end(env, "failed", f"{self.node.name}: unexpected {type(exc).__name__}: "
+                                           f"{self.scrub.text(str(exc))[:300]}", pending)
+            await asyncio.gather(*pending)
+        except Exception:  # noqa: BLE001 - the dead letter is the record of it; nothing more can be done here
+            log.exception("%s: could not end request after an unexpected error", self.node.name)
+
     def _execution_key(self, env: Envelope) -> str:
         visit = env.visits.get(self.node.name, 0)
         return f"{env.request.request_key()}|{self.node.name}|{visit}|{env.branch_path()}"
@@ -232,7 +248,8 @@ class StepProcessor:
         pass_id = f"{env.branch_path()}>{node.name}.{env.visits.get(node.name, 0)}"
         timeout = self.spec.node(join).join.timeout_s  # type: ignore[union-attr]
         base = dict(fanout=node.name, join=join, kind=kind, pass_id=pass_id, expected=labels, started_at=self.clock(),
-                    timeout_s=timeout, base_route=list(env.route), base_usage=env.usage.model_copy())
+                    timeout_s=timeout, base_route=list(env.route), base_usage=env.usage.model_copy(),
+                    base_visits=dict(env.visits))
         if not starts:  # a map over nothing: the join fires at once with no items
             child = env.model_copy(deep=True)
             child.frames.append(Frame(branch="", **base))
@@ -302,22 +319,38 @@ class StepProcessor:
             if env.tick:
                 return None
             buffer = joins.new_buffer(env)
-        timed_out = env.tick
-        if not env.tick:
-            buffer = joins.record(buffer, frame, env.route, env.usage)
-        decision = joins.decide(buffer, self.node.join, timed_out=timed_out)
-        if decision == "wait":
-            self.tables.joins.set(buffer_key, buffer, message.partition)
-            return None
         base = joins.base_envelope(buffer)
-        deadline_passed = base.deadline is not None and self.clock() >= base.deadline
-        if decision == "fail" or (timed_out and deadline_passed):
-            status: Status = "timeout" if timed_out else "failed"
-            reason = joins.failure_reason(buffer, self.node.name, timed_out)
-            await self._end(base, status, reason, pending)
+        if self.tables.request_state.get(self._execution_key(base)) is not None:
+            # the join step ran and settled, but the worker died before the buffer was marked fired
+            self.tables.joins.set(buffer_key, {**buffer, "fired": True}, message.partition)
+            return None
+        decided = buffer.get("decided")
+        if decided is None:
+            timed_out = env.tick
+            if not env.tick:
+                buffer = joins.record(buffer, frame, env.route, env.usage)
+            decision = joins.decide(buffer, self.node.join, timed_out=timed_out)
+            if decision == "wait":
+                if len(orjson.dumps(buffer)) > self.outputs.limit:
+                    decided = {"status": "failed", "reason": f"{self.node.name}: the gathered branches are over "
+                                                                f"CONVEYOR_MAX_MESSAGE_BYTES={self.outputs.limit:,}"}
+                else:
+                    self.tables.joins.set(buffer_key, buffer, message.partition)
+                    return None
+            else:
+                base = joins.base_envelope(buffer)
+                deadline_passed = base.deadline is not None and self.clock() >= base.deadline
+                if decision == "fail" or (timed_out and deadline_passed):
+                    status = "timeout" if timed_out else "failed"
+                    decided = {"status": status, "reason": joins.failure_reason(buffer, self.node.name, timed_out)}
+        if decided is not None:
+            # the decision is kept first, so a re-delivery after a crash repeats it rather than deciding anew
+            small = {**buffer, "arrived": {}, "decided": decided}
+            self.tables.joins.set(buffer_key, small, message.partition)
+            await self._end(joins.base_envelope(buffer), decided["status"], decided["reason"], pending)
             await asyncio.gather(*pending)
             pending.clear()
-            self.tables.joins.set(buffer_key, {**buffer, "fired": True}, message.partition)
+            self.tables.joins.set(buffer_key, {**small, "fired": True}, message.partition)
             return None
         return base, joins.join_input(buffer, base.view()), (buffer_key, buffer)
 

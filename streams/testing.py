@@ -53,6 +53,7 @@ class Run:
     """Everything one in-process run produced."""
 
     results: list[Result]
+    duplicates: list[Result] = field(default_factory=list)  # further results for a request (should stay empty)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
     messages: int = 0
@@ -160,10 +161,10 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
                 await processors[message.topic].process(message)
         if not _tick_next_join(spec, join_tables, queue, clock):
             break
-    results = _final_results(queue.sent.get(RESULTS, []))
+    results, duplicates = _final_results(queue.sent.get(RESULTS, []))
     letters = [DeadLetter.model_validate_json(v) for v in queue.sent.get(DLQ, [])]
     spans = [orjson.loads(v) for v in queue.sent.get(TRACES, [])]
-    return Run(results=results, dead_letters=letters, spans=spans, messages=handled)
+    return Run(results=results, duplicates=duplicates, dead_letters=letters, spans=spans, messages=handled)
 
 
 def _tick_next_join(spec: GraphSpec, tables: dict[str, MemoryTable], queue: _Queue, clock: _Clock) -> bool:
@@ -181,12 +182,16 @@ def _tick_next_join(spec: GraphSpec, tables: dict[str, MemoryTable], queue: _Que
     return True
 
 
-def _final_results(values: Iterable[bytes]) -> list[Result]:
+def _final_results(values: Iterable[bytes]) -> tuple[list[Result], list[Result]]:
     seen: dict[tuple[str | None, str], Result] = {}
+    duplicates: list[Result] = []
     for value in values:
         result = Result.model_validate_json(value)
-        seen.setdefault((result.tenant, result.id), result)
-    return list(seen.values())
+        if (result.tenant, result.id) in seen:
+            duplicates.append(result)
+        else:
+            seen[(result.tenant, result.id)] = result
+    return list(seen.values()), duplicates
 
 
 def run_pipeline(

@@ -107,7 +107,11 @@ def _with_sweeps(app: Any, tables: list[tuple[str, ExpiringTable]], interval_s: 
 
     async def sweep() -> None:
         for name, t in tables:
-            report = t.sweep()
+            try:
+                report = t.sweep()
+            except Exception:  # noqa: BLE001 - a failed sweep is tried again next interval; it must not stop the app
+                log.exception("%s %s: sweep failed", app.conf.id, name)
+                continue
             if report.expired or report.forgotten:
                 log.info("%s %s: %d expired, %d forgotten, %d kept", app.conf.id, name, report.expired, report.forgotten, report.kept)
 
@@ -128,13 +132,14 @@ def _with_join_ticks(app: Any, outputs: Outputs, pipeline: str, node: str, buffe
         for key, buffer, _ in buffers.values():
             if buffer.get("fired") or key in ticked or buffer.get("deadline") is None or buffer["deadline"] > now:
                 continue
-            env = Envelope.model_validate(buffer["base"])
-            frame = buffer.get("frame")
-            if frame is None:
+            try:
+                env = Envelope.model_validate(buffer["base"])
+                env.frames.append(Frame.model_validate(buffer["frame"]))
+                env.tick = True
+                await outputs.send_and_wait(step_topic(pipeline, node), env.request.session_key(), encode(env))
+            except Exception:  # noqa: BLE001 - tried again on the next tick; it must not stop the app
+                log.exception("%s: timeout tick for %s failed", node, key)
                 continue
-            env.frames.append(Frame.model_validate(frame))
-            env.tick = True
-            await outputs.send_and_wait(step_topic(pipeline, node), env.request.session_key(), encode(env))
             ticked.add(key)
         if len(ticked) > 100_000:
             ticked.clear()
@@ -187,9 +192,12 @@ def compile(
         compiled.tables.setdefault(name, {})[component] = t
         return t
 
-    def agent(app: Any, outputs: Outputs, topic_name: str, name: str, handler: Any, limit: int, pipeline: str | None) -> None:
+    def agent(app: Any, outputs: Outputs, topic_name: str, name: str, handler: Any, limit: int, pipeline: str | None,
+              processor: StepProcessor | None = None) -> None:
         async def last_resort(message: Any, exc: BaseException) -> None:
             await outputs.dead_letter(message, pipeline, name, exc, 1, None)
+            if processor is not None:
+                await processor.unexpected(message, exc)
 
         topic = raw_topic(app, topic_name, settings.partitions)
         faust_adapter.register_agent(app, topic, name, handler, last_resort, limit)
@@ -227,7 +235,7 @@ def compile(
                     outputs.topic(step_topic(spec.name, target))
             processor = StepProcessor(spec, info, node, step, outputs, tables, settings.history_turns)
             limit = node.policy.concurrency or settings.concurrency_for(node.name)
-            agent(app, outputs, step_topic(spec.name, node.name), node.name, processor.process, limit, spec.name)
+            agent(app, outputs, step_topic(spec.name, node.name), node.name, processor.process, limit, spec.name, processor)
             _with_sweeps(app, swept, settings.sweep_interval_s)
     compiled.steps = list(warmed.values())
 

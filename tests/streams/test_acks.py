@@ -61,10 +61,13 @@ def test_delivery_tracker_reports_a_hole_once_then_accepts_it_as_a_gap() -> None
     t2 = DeliveryTracker()
     assert t2.delivered("p", 10, committed=10) is None
     assert t2.delivered("p", 13) == Jump("p", 11, 12, again=False)
-    assert t2.delivered("p", 11) is None  # sought back ... and the log really has nothing at 11..12
-    t2.forget("p")
-    assert t2.delivered("p", 10, committed=10) is None
-    assert t2.delivered("p", 13) == Jump("p", 11, 12, again=True)  # the same hole again: a real gap
+    t2.sought("p", 11)  # the agent sought back to 11 ... and the log really has nothing at 11..12
+    assert t2.delivered("p", 13) == Jump("p", 11, 12, again=True)  # a real gap: may be committed over
+    assert t2.delivered("p", 14) is None
+    t2.sought("p", 20)
+    assert t2.delivered("p", 20) is None  # the hole filled in
+    t2.reset()  # a rebalance: expectations start again from the committed offset
+    assert t2.delivered("p", 31, committed=25) == Jump("p", 25, 30, again=False)
     # offsets below the committed offset are done (by another worker), not missing
     t3 = DeliveryTracker()
     assert t3.delivered("p", 5, committed=5) is None

@@ -183,7 +183,9 @@ def spec(data: dict[str, Any]) -> GraphSpec:
 
 
 def go(data: dict[str, Any], requests: list[Any]) -> Any:
-    return run_pipeline(spec(data), requests, build_step=build, deps=object())
+    outcome = run_pipeline(spec(data), requests, build_step=build, deps=object())
+    assert outcome.duplicates == []  # never a second final result for a request
+    return outcome
 
 
 def test_design_example_fan_out_fallback_map_and_bounded_loop() -> None:
