@@ -77,10 +77,11 @@ class Client:
         self._check_size(value, None)
         await self._producer.send_and_wait(REQUESTS, value, key=key)
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    async def send(self, topic: str, value: bytes, key: bytes | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
         """Produce one record to any topic and wait for the broker's acknowledgement."""
         self._check_size(value, None)
-        await self._producer.send_and_wait(topic, value, key=key)
+        await self._producer.send_and_wait(topic, value, key=key, headers=headers)
 
     async def partitions(self, topic: str) -> list[Any]:
         """The topic's partitions, asking by name (which creates it where the broker auto-creates topics)."""

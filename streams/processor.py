@@ -52,6 +52,13 @@ def _summary(value: Any, limit: int = 240) -> Any:
     return value
 
 
+def _replayed(message: Any) -> bool:
+    """Whether ``conveyor dlq replay`` republished this message (a failed execution may then run again)."""
+    headers = getattr(message, "headers", None) or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return any(k == "conveyor-replay" for k, _ in items)
+
+
 @dataclass
 class StepTables:
     request_state: StateTable
@@ -102,7 +109,8 @@ class StepProcessor:
                 return
             env, step_input, fired = gathered
         key = self._execution_key(env)
-        if self.tables.request_state.get(key) is not None:
+        done = self.tables.request_state.get(key)
+        if done is not None and not (_replayed(message) and done.get("status") in ("failed", "timeout")):
             m.messages.labels(*self.labels, "skipped").inc()  # re-delivery of an execution this node finished
             return
         trace = StepTrace(env.trace_id, str(env.request.id), self.pipeline, self.node.name, self.outputs.worker,

@@ -16,9 +16,10 @@ from streams.client import Client
 from streams.envelope import DeadLetter
 from streams.topics import DLQ
 
-__all__ = ["REPLAYED", "ReplayReport", "replay"]
+__all__ = ["REPLAYED", "REPLAY_HEADER", "ReplayReport", "replay"]
 
 REPLAYED = "conveyor.dlq.replayed"
+REPLAY_HEADER = "conveyor-replay"  # a step runs a replayed message again even though it failed it before
 
 
 @dataclass
@@ -60,7 +61,7 @@ async def replay(settings: Settings, step: str | None = None, since: datetime | 
             report.replayed.append(letter)
             if not dry_run:
                 key = letter.key.encode("utf-8") if letter.key is not None else None
-                await client.send(letter.topic, original_bytes(letter), key)
+                await client.send(letter.topic, original_bytes(letter), key, headers=[(REPLAY_HEADER, b"1")])
                 await client.send(REPLAYED, b"", letter_key(letter).encode())
                 done.add(letter_key(letter))
     return report

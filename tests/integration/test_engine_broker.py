@@ -146,3 +146,23 @@ def test_dlq_replay_republishes_each_dead_letter_once(broker: Any, worker: Any) 
     replays = [d for d in first.replayed + again.replayed if d.request_id == rid]
     # the original, plus one republish per dead letter (the replayed request was dead-lettered again: a new letter)
     assert copies == 1 + len(replays) and len({(d.partition, d.offset) for d in replays}) == len(replays)
+
+
+def test_replayed_step_failure_runs_the_step_again(own_broker: Any, start_worker: Any, fake_llm: Any) -> None:
+    start_worker(own_broker, CONVEYOR_LLM_PROVIDER="openai", CONVEYOR_LLM_BASE_URL=fake_llm.base_url,
+                 CONVEYOR_LLM_MODEL="ok").wait_ready()
+    rid = uid("refused")
+    (first,) = exchange(own_broker.bootstrap, [{"id": rid, "text": "How do I sort a list? please-fail"}]).values()
+    assert first.status == "failed"
+
+    def letters() -> list[Any]:
+        from streams.envelope import DeadLetter
+
+        return [d for d in (DeadLetter.model_validate_json(v) for _, v in read_topic(own_broker.bootstrap, "conveyor.dlq"))
+                if d.request_id == rid and d.step == "generation"]
+
+    assert len(letters()) == 1
+    report = asyncio.run(replay(Settings(broker=own_broker.bootstrap), step="generation"))
+    assert [d.request_id for d in report.replayed] == [rid]
+    # the generation step ran the replayed message again (it did not skip it as done): a second attempt, a new letter
+    assert wait_for(lambda: len(letters()) == 2, 60, "the replayed message to be handled again")
