@@ -20,7 +20,7 @@ __all__ = ["Client"]
 
 def request_key(request: dict[str, Any]) -> bytes | None:
     """The session key (``streams.envelope.session_key``): one session's requests stay on one partition."""
-    tenant = request.get("tenant") if isinstance(request.get("tenant"), str) else "default"
+    tenant: str = request["tenant"] if isinstance(request.get("tenant"), str) else "default"
     session = request.get("session") if isinstance(request.get("session"), str) else None
     rid = request.get("id") if isinstance(request.get("id"), str) else None
     if session is None and rid is None:

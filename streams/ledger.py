@@ -13,7 +13,7 @@ import orjson
 
 from streams.envelope import request_key
 from streams.outputs import Outputs
-from streams.state import ExpiringTable
+from streams.state import StateTable
 
 __all__ = ["LedgerProcessor"]
 
@@ -23,7 +23,7 @@ EMPTY = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
 class LedgerProcessor:
     """Folds cost entries into per-tenant totals, once per (tenant, request id)."""
 
-    def __init__(self, outputs: Outputs, table: Any, seen: ExpiringTable) -> None:
+    def __init__(self, outputs: Outputs, table: Any, seen: StateTable) -> None:
         self.outputs = outputs
         self.table = table
         self.seen = seen

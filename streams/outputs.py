@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -122,6 +122,7 @@ class Outputs:
         )
         if len(encode(letter)) > self.limit:
             head = raw[:HEAD_BYTES]
+            head_encoding: Literal["utf-8", "base64"]
             if encoding == "utf-8":  # cut on a character boundary
                 head_value, kinds = self.scrub.text_and_kinds(head.decode("utf-8", "ignore"))
                 head_encoding = encoding

@@ -109,8 +109,8 @@ class ExpiringTable:
                 report.forgotten += 1
             elif self.keep is not None and self.keep(record.get("value"), now):
                 report.kept += 1
-            elif float(record.get("at", 0.0)) < cutoff:
-                faust_adapter.send_tombstone(self.table, int(partition), key)
+            elif float(record.get("at", 0.0)) < cutoff and isinstance(partition, int):
+                faust_adapter.send_tombstone(self.table, partition, key)
                 report.expired += 1
             else:
                 report.kept += 1

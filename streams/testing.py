@@ -116,7 +116,7 @@ def _load(pipeline: GraphSpec | str | Path) -> GraphSpec:
 
 
 async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settings, deps: Any,
-               build_step: Callable[[str, dict[str, Any]], Any], max_messages: int) -> Run:
+               build_step: Callable[[str, dict[str, Any]], Any] | None, max_messages: int) -> Run:
     from streams.topology import default_build_step
 
     build_step = build_step or default_build_step
@@ -211,7 +211,7 @@ def run_pipeline(
         from steps.deps import Deps, ResourceConfig
 
         deps = Deps(ResourceConfig(index_dir=settings.index_dir, corpus_path=settings.corpus))
-    outcome = asyncio.run(_run(spec, batch, settings, deps, build_step, max_messages))  # type: ignore[arg-type]
+    outcome = asyncio.run(_run(spec, batch, settings, deps, build_step, max_messages))
     order = {(r.get("tenant", "default"), r["id"]): i for i, r in enumerate(batch)}
     outcome.results.sort(key=lambda res: order.get((res.tenant or "default", res.id), len(order)))
     return outcome

@@ -136,6 +136,21 @@ def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, cor
     w.stop()
 
 
+def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something truthy (a bounded wait, never a timing assertion)."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (OSError, KeyError):
+            last = None
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
 def exchange(bootstrap: str, requests: list[dict[str, Any]], timeout_s: float = 90) -> dict[str, Result]:
     """Publish with Conveyor's aiokafka client and wait for one result per request."""
 

@@ -16,7 +16,7 @@ import pytest
 from streams.app import Settings
 from streams.client import Client
 from streams.replay import replay
-from tests.integration.conftest import exchange, read_topic
+from tests.integration.conftest import exchange, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 FLOWS = Path(__file__).resolve().parent / "flows"
@@ -26,17 +26,6 @@ def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (OSError, KeyError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_join_with_a_slow_branch_goes_ahead_at_its_timeout(own_broker: Any, start_worker: Any) -> None:
@@ -46,6 +35,8 @@ def test_join_with_a_slow_branch_goes_ahead_at_its_timeout(own_broker: Any, star
         {"id": late, "text": "x", "pipeline": "jointimeout", "metadata": {"slow_s": 8}},
         {"id": quick, "text": "x", "pipeline": "jointimeout", "metadata": {"slow_s": 0}},
     ])
+    print(f"join: both branches in {results[quick].latency_ms:.0f} ms end to end (ingress, split, 2 parallel branches, "
+          f"join); slow branch late: fired at its 2 s timeout, {results[late].latency_ms:.0f} ms end to end")
     assert results[quick].status == "ok" and results[quick].output == {"got": ["fast", "slow"], "missing": []}
     # the join fired at its 2 s timeout although no message arrived then; the slow branch came later
     assert results[late].status == "ok" and results[late].output == {"got": ["fast"], "missing": ["slow"]}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 import uuid
 from typing import Any
 
@@ -15,7 +14,7 @@ from streams.app import Settings
 from streams.client import Client
 from streams.envelope import DeadLetter, Result
 from streams.errors import MessageTooLargeError
-from tests.integration.conftest import exchange, read_topic
+from tests.integration.conftest import exchange, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,18 +25,6 @@ def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (OSError, KeyError):
-            last = None
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def test_sessions_of_different_tenants_never_share_history(broker: Any, worker: Any) -> None:

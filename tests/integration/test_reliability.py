@@ -17,23 +17,11 @@ from streams.app import Settings
 from streams.client import Client
 from streams.envelope import DeadLetter
 from streams.tansu import true_highwaters
-from tests.integration.conftest import exchange, read_topic
+from tests.integration.conftest import exchange, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except OSError:
-            last = None
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def test_listoffsets_bug_and_the_fetch_highwater_fix(own_broker: Any) -> None:
