@@ -23,6 +23,7 @@ __all__ = [
     "delete_local",
     "input_partitions",
     "lag",
+    "put",
     "rebalancing",
     "register_agent",
     "send_tombstone",
@@ -234,6 +235,12 @@ def table_items(table: Any) -> list[tuple[Any, Any]]:
 def delete_local(table: Any, key: Any) -> None:
     """Forget ``key`` in this worker's copy only (no changelog record): for partitions it no longer owns."""
     table.data.pop(key, None)
+
+
+def put(table: Any, partition: int, key: Any, value: Any) -> Any:
+    """Set ``key`` in the table and send its changelog record to ``partition``; returns the record's delivery."""
+    table.data[key] = value
+    return table.send_changelog(partition, key, value)
 
 
 def send_tombstone(table: Any, partition: int, key: Any) -> None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncio
+
 import orjson
 
+from streams import faust_adapter
 from streams.envelope import request_key
 from streams.outputs import Outputs
 from streams.state import StateTable
@@ -23,10 +26,11 @@ EMPTY = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
 class LedgerProcessor:
     """Folds cost entries into per-tenant totals, once per (tenant, request id)."""
 
-    def __init__(self, outputs: Outputs, table: Any, seen: StateTable) -> None:
+    def __init__(self, outputs: Outputs, table: Any, seen: StateTable, durable: bool = True) -> None:
         self.outputs = outputs
-        self.table = table
+        self.table = table  # a Faust table (durable: changelog deliveries awaited) or a dict (streams.testing)
         self.seen = seen
+        self.durable = durable
 
     async def process(self, message: Any) -> None:
         m = self.outputs.metrics
@@ -47,6 +51,9 @@ class LedgerProcessor:
         totals["input_tokens"] += int(entry.get("input_tokens", 0))
         totals["output_tokens"] += int(entry.get("output_tokens", 0))
         totals["cost_usd"] = round(totals["cost_usd"] + float(entry.get("cost_usd", 0.0)), 10)
-        self.table[tenant] = totals
-        self.seen.set(key, 1, message.partition)
+        writes = [faust_adapter.put(self.table, message.partition, tenant, totals) if self.durable else None,
+                  self.seen.set(key, 1, message.partition)]
+        if not self.durable:
+            self.table[tenant] = totals
+        await asyncio.gather(*(w for w in writes if w is not None))  # on the broker before the entry is acked
         m.messages.labels("-", "ledger", "ok").inc()

@@ -52,6 +52,12 @@ def _summary(value: Any, limit: int = 240) -> Any:
     return value
 
 
+def _wrote(pending: Pending, delivery: Any) -> None:
+    """Keep a table write's changelog delivery: the input is acked only after it."""
+    if delivery is not None:
+        pending.append(delivery)
+
+
 def _replayed(message: Any) -> bool:
     """Whether ``conveyor dlq replay`` republished this message (a failed execution may then run again)."""
     headers = getattr(message, "headers", None) or []
@@ -121,7 +127,7 @@ class StepProcessor:
         finally:
             m.inflight.labels(*self.labels).dec()
         if fired is not None and self.tables.joins is not None:  # only now: a crash before re-fires the join
-            self.tables.joins.set(fired[0], {**fired[1], "fired": True}, message.partition)
+            _wrote(pending, self.tables.joins.set(fired[0], {**fired[1], "fired": True}, message.partition))
         trace.ended_at = self.clock()
         trace.status = status
         m.messages.labels(*self.labels, status).inc()
@@ -188,7 +194,7 @@ class StepProcessor:
         if history is not None:
             turn = self._turn(str(env.request.id), parsed, outcome.value, env)
             if turn is not None:
-                self._remember_turn(history, env.request.session_key(), turn, ctx.history, message.partition)
+                self._remember_turn(history, env.request.session_key(), turn, ctx.history, message.partition, pending)
         await self._settle(pending, key, env, message.partition, "done", outcome.attempts, trace.route,
                            _summary(self.scrub.value(output)))
         return status
@@ -210,7 +216,7 @@ class StepProcessor:
         await asyncio.gather(*pending)
         pending.clear()
         value = {"status": status, "attempts": attempts, "route": list(env.route), "next": target, "output": output}
-        self.tables.request_state.set(key, value, partition)
+        _wrote(pending, self.tables.request_state.set(key, value, partition))
 
     # -- where the outcome goes ----------------------------------------------------------------
 
@@ -330,7 +336,7 @@ class StepProcessor:
         base = joins.base_envelope(buffer)
         if self.tables.request_state.get(self._execution_key(base)) is not None:
             # the join step ran and settled, but the worker died before the buffer was marked fired
-            self.tables.joins.set(buffer_key, {**buffer, "fired": True}, message.partition)
+            _wrote(pending, self.tables.joins.set(buffer_key, {**buffer, "fired": True}, message.partition))
             return None
         decided = buffer.get("decided")
         if decided is None:
@@ -343,7 +349,7 @@ class StepProcessor:
                     decided = {"status": "failed", "reason": f"{self.node.name}: the gathered branches are over "
                                                                 f"CONVEYOR_MAX_MESSAGE_BYTES={self.outputs.limit:,}"}
                 else:
-                    self.tables.joins.set(buffer_key, buffer, message.partition)
+                    _wrote(pending, self.tables.joins.set(buffer_key, buffer, message.partition))
                     return None
             else:
                 base = joins.base_envelope(buffer)
@@ -354,11 +360,11 @@ class StepProcessor:
         if decided is not None:
             # the decision is kept first, so a re-delivery after a crash repeats it rather than deciding anew
             small = {**buffer, "arrived": {}, "decided": decided}
-            self.tables.joins.set(buffer_key, small, message.partition)
+            _wrote(pending, self.tables.joins.set(buffer_key, small, message.partition))
             await self._end(joins.base_envelope(buffer), decided["status"], decided["reason"], pending)
             await asyncio.gather(*pending)
             pending.clear()
-            self.tables.joins.set(buffer_key, {**small, "fired": True}, message.partition)
+            _wrote(pending, self.tables.joins.set(buffer_key, {**small, "fired": True}, message.partition))
             return None
         return base, joins.join_input(buffer, base.view()), (buffer_key, buffer)
 
@@ -415,10 +421,12 @@ class StepProcessor:
             "passages": self.scrub.value(turn.passages),
         })
 
-    def _remember_turn(self, table: StateTable, key: str, turn: Turn, history: list[Turn], partition: int) -> None:
+    def _remember_turn(
+        self, table: StateTable, key: str, turn: Turn, history: list[Turn], partition: int, pending: Pending
+    ) -> None:
         """Add a turn to the session's history: once per request id, in publish order, bounded length."""
         if any(t.request_id == turn.request_id for t in history):
             return
         limit = self.history_turns
         turns = sorted(history + [turn], key=lambda t: (t.asked_at, t.sequence))[-limit:] if limit else []
-        table.set(key, [t.model_dump(mode="json") for t in turns], partition)
+        _wrote(pending, table.set(key, [t.model_dump(mode="json") for t in turns], partition))

@@ -27,7 +27,9 @@ class StateTable(Protocol):
 
     def get(self, key: str) -> Any | None: ...
 
-    def set(self, key: str, value: Any, partition: int) -> None: ...
+    def set(self, key: str, value: Any, partition: int) -> Any:
+        """Write; returns the changelog record's delivery (await it before acking the input), or None."""
+        ...
 
     def values(self) -> Iterator[tuple[str, Any, int]]: ...
 
@@ -45,6 +47,7 @@ class MemoryTable:
 
     def set(self, key: str, value: Any, partition: int) -> None:
         self.data[key] = {"at": round(self.clock(), 3), "p": partition, "value": value}
+        return None
 
     def values(self) -> Iterator[tuple[str, Any, int]]:
         for key, record in list(self.data.items()):
@@ -78,9 +81,13 @@ class ExpiringTable:
         record = self.table.get(key)
         return record["value"] if isinstance(record, dict) and "value" in record else None
 
-    def set(self, key: str, value: Any, partition: int) -> None:
-        """Write inside an event of ``partition`` (Faust writes the changelog record to that partition)."""
-        self.table[key] = {"at": round(self.clock(), 3), "p": partition, "value": value}
+    def set(self, key: str, value: Any, partition: int) -> Any:
+        """Write locally and to the changelog partition ``partition``; returns the record's delivery.
+
+        The caller awaits it before its input is acked: faust's own flush before a commit may return
+        while records are still buffered, and a SIGKILL then would lose the write.
+        """
+        return faust_adapter.put(self.table, partition, key, {"at": round(self.clock(), 3), "p": partition, "value": value})
 
     def __len__(self) -> int:
         return len(self.table.data)

@@ -126,7 +126,7 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
     outputs = Outputs(queue, settings, metrics, worker="testing")
     info = analyse(spec)
     ingress = IngressProcessor(outputs, _Served({spec.name: spec}), settings)
-    ledger = LedgerProcessor(outputs, {}, MemoryTable(clock))
+    ledger = LedgerProcessor(outputs, {}, MemoryTable(clock), durable=False)
     processors: dict[str, StepProcessor] = {}
     join_tables: dict[str, MemoryTable] = {}
     warmed: dict[int, Any] = {}
