@@ -1,9 +1,11 @@
 """Conveyor's dataflow: pipelines of steps compiled to Faust stream processors on Kafka topics.
 
 Reading order: ``app`` (settings, app factory) → ``topics`` → ``envelope`` (wire formats) →
-``graph`` (pipeline specs) → ``topology`` (graph → Faust agents) → ``processor`` (one message)
-→ ``policy`` → ``metrics`` / ``tracing`` → ``worker`` → ``broker`` / ``tansu`` (embedded broker)
-→ ``client`` / ``cli``.
+``graph`` / ``pipeline_file`` / ``builder`` (pipeline specs) → ``topology`` (specs → Faust apps) →
+``faust_adapter`` / ``acks`` / ``dispatch`` (agents, ordered acks) → ``ingress`` / ``processor`` /
+``joins`` / ``ledger`` (one message) → ``outputs`` / ``state`` / ``privacy`` → ``policy`` →
+``metrics`` / ``tracing`` → ``worker`` / ``directory`` → ``broker`` / ``tansu`` (embedded broker)
+→ ``client`` / ``cli`` / ``replay``; ``testing`` runs a pipeline in-process.
 
 Nothing is imported eagerly beyond light modules: Faust loads only when an app is built.
 
