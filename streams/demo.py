@@ -145,7 +145,7 @@ async def _exchange(settings: Settings, batch: list[dict[str, Any]], timeout_s: 
     async with Client(settings) as client:
         start_results, start_traces = await client.positions(RESULTS), await client.positions(TRACES)
         ids = await client.publish(batch)
-        tenants = {rid: r.get("tenant") or "default" for rid, r in zip(ids, batch)}
+        tenants = {rid: r.get("tenant") or "default" for rid, r in zip(ids, batch, strict=True)}
         found = await client.results(ids, start_results, timeout_s, tenants=tenants)
         results = [found[i] for i in ids]
         expected = sum(len(r.route) for r in results)

@@ -222,9 +222,6 @@ class Envelope(BaseModel):
             out.update(frame.local)
         return out
 
-    def step_input(self) -> dict[str, Any]:
-        return self.view()
-
     def merge(self, output: dict[str, Any]) -> None:
         """Merge a step's output where it belongs: the innermost branch, or the state."""
         if self.frames:

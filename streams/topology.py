@@ -55,7 +55,6 @@ class Compiled:
     apps: list[Any] = field(default_factory=list)
     steps: list[Any] = field(default_factory=list)
     tables: dict[str, dict[str, ExpiringTable | Any]] = field(default_factory=dict)
-    lags: list[tuple[Any, Any]] = field(default_factory=list)
 
     def input_partitions(self) -> Iterator[tuple[Any, Any]]:
         """(app, partition) for each input partition held now (none while starting or rebalancing)."""
@@ -229,10 +228,10 @@ def compile(
                 tables.joins = expiring(app, JOIN_BUFFER, component, settings.state_ttl_s, keep=_waiting)
                 swept.append((JOIN_BUFFER, tables.joins))
                 _with_join_ticks(app, outputs, spec.name, node.name, tables.joins, settings.join_tick_s)
-            targets = set(node.targets()) | set(info.join_of.get(node.name, "").split()) | {node.name}
-            for target in targets:
-                if target and target not in TERMINALS:
-                    outputs.topic(step_topic(spec.name, target))
+            # where it forwards, the join its branches end at (a branch's failure goes there), its own topic (ticks)
+            targets = {*node.targets(), node.name, *([info.join_of[node.name]] if node.name in info.join_of else [])}
+            for target in targets - set(TERMINALS):
+                outputs.topic(step_topic(spec.name, target))
             processor = StepProcessor(spec, info, node, step, outputs, tables, settings.history_turns)
             limit = node.policy.concurrency or settings.concurrency_for(node.name)
             agent(app, outputs, step_topic(spec.name, node.name), node.name, processor.process, limit, spec.name, processor)
