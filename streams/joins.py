@@ -107,8 +107,10 @@ def base_envelope(buffer: dict[str, Any]) -> Envelope:
     return env
 
 
-def failure_reason(buffer: dict[str, Any], join_name: str, timed_out: bool) -> str:
+def failure_reason(buffer: dict[str, Any], join_name: str, timed_out: bool, deadline_passed: bool = False) -> str:
     failed = "; ".join(f"{label}: {why}" for label, why in buffer["failed"].items())
+    if deadline_passed:
+        return f"{join_name}: the request's deadline passed while the join waited; missing {missing(buffer)}"
     if timed_out and not buffer["arrived"]:
         return f"{join_name}: no branch arrived before the join's timeout" + (f" ({failed})" if failed else "")
     return f"{join_name}: the join's policy can no longer be met; failed branches: {failed or 'none'}"

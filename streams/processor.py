@@ -356,7 +356,8 @@ class StepProcessor:
                 deadline_passed = base.deadline is not None and self.clock() >= base.deadline
                 if decision == "fail" or (timed_out and deadline_passed):
                     status = "timeout" if timed_out else "failed"
-                    decided = {"status": status, "reason": joins.failure_reason(buffer, self.node.name, timed_out)}
+                    decided = {"status": status,
+                               "reason": joins.failure_reason(buffer, self.node.name, timed_out, timed_out and deadline_passed)}
         if decided is not None:
             # the decision is kept first, so a re-delivery after a crash repeats it rather than deciding anew
             small = {**buffer, "arrived": {}, "decided": decided}

@@ -53,7 +53,8 @@ def test_sigkill_mid_join_and_mid_loop_still_one_result_each(own_broker: Any, st
     async def publish() -> dict[Any, int]:
         async with Client(Settings(broker=own_broker.bootstrap)) as client:
             start = await client.positions("conveyor.results")
-            await client.publish([{"id": i, "text": "x", "pipeline": "durable", "session": i,
+            # a deadline far beyond the restart: the test is about durability, not about how fast this box recovers
+            await client.publish([{"id": i, "text": "x", "pipeline": "durable", "session": i, "deadline_ms": 600_000,
                                    "metadata": {"slow_s": 4 if n % 2 else 0}} for n, i in enumerate(ids)])
             return start
 
