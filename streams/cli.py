@@ -50,16 +50,19 @@ def broker(port: int) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, memory-only) in the foreground."""
     from streams.broker import EmbeddedBroker
 
+    import signal
+
     b = EmbeddedBroker(port)
+    # SIGTERM stops it like Ctrl-C: the finally below stops Tansu too, whenever the signal lands
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         b.start()
-    except ConveyorError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"embedded broker on {b.bootstrap} (memory only; Ctrl-C stops it)", err=True)
-    try:
+        click.echo(f"embedded broker on {b.bootstrap} (memory only; Ctrl-C stops it)", err=True)
         b.wait()
     except KeyboardInterrupt:
         pass
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         b.stop()
 
