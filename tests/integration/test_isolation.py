@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import uuid
 from typing import Any
 
@@ -130,7 +131,13 @@ def test_unserved_pipeline_is_rejected_and_a_second_workers_pipeline_is_answered
     rejected_id = uid("echo-early")
     (early,) = exchange(own_broker.bootstrap, [{"id": rejected_id, "text": "hi", "pipeline": "echo"}]).values()
     assert early.status == "rejected" and "no running worker serves pipeline 'echo'" in (early.error or "")
-    start_worker(own_broker, "--pipeline", "echo", CONVEYOR_WORKER_NAME="echo-only").wait_ready()
+    echo = start_worker(own_broker, "--pipeline", "echo", CONVEYOR_WORKER_NAME="echo-only").wait_ready()
+
+    def ingress_split() -> bool:  # both workers' ingress apps hold partitions: the group has settled
+        held = [json.loads(w.get("/healthz"))["assigned"].get("conveyor-ingress", []) for w in (support, echo)]
+        return all(held) and len(held[0]) + len(held[1]) == 4
+
+    wait_for(ingress_split, 90, "the ingress group to rebalance over both workers")
     ids = {uid("echo"): "echo", uid("sup"): "support", uid("none"): "nope"}
     results = exchange(own_broker.bootstrap, [{"id": i, "text": "hello there", "pipeline": p} for i, p in ids.items()])
     for rid, pipeline in ids.items():
