@@ -24,12 +24,14 @@ define apt_install
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 endef
 
+DEBS := python3.11-doc tesseract-ocr tesseract-ocr-eng wordnet-base
+
 demo: install
-	-$(call apt_install,python3.11-doc)
+	-$(call apt_install,$(DEBS))
 	$(BIN)/conveyor demo
 
 test: install
-	$(call apt_install,python3.11-doc prometheus)
+	$(call apt_install,$(DEBS) prometheus)
 	$(BIN)/python -m pytest
 
 up: install

@@ -33,6 +33,7 @@ __all__ = [
     "StepContext",
     "StepError",
     "StepModel",
+    "SubSpan",
     "Turn",
     "UsageRecord",
 ]
@@ -93,11 +94,26 @@ class UsageRecord:
 
 
 @dataclass
+class SubSpan:
+    """One call a step made inside its execution (a tool, a model): a child span of the step's own."""
+
+    name: str
+    started_at: float
+    ended_at: float
+    kind: str = "tool"
+    status: str = "ok"
+    error: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class StepContext:
     """What a step knows about the request besides its input.
 
     ``deadline`` is an absolute ``time.time()`` value or ``None``; ``history`` is the
     session's conversation so far (filled only for steps that declare ``uses_history``).
+    ``model`` and ``tier`` are the model the node's tier rule and the tenant's budget chose
+    (``None``: the configured default); a model-calling step passes ``model`` to its provider.
     """
 
     request_id: str
@@ -106,10 +122,24 @@ class StepContext:
     deadline: float | None = None
     history: list[Turn] = field(default_factory=list)
     usage: list[UsageRecord] = field(default_factory=list)
+    model: str | None = None
+    tier: str | None = None
+    spans: list[SubSpan] = field(default_factory=list)
 
     def record_usage(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
         """Record one model call; the runtime turns these into metrics, spans and the cost ledger."""
         self.usage.append(UsageRecord(model, input_tokens, output_tokens, cost_usd))
+
+    def record_span(
+        self, name: str, started_at: float, ended_at: float, *, kind: str = "tool", status: str = "ok",
+        error: str | None = None, **attributes: Any,
+    ) -> None:
+        """Record a call made inside this step (``kind`` "tool" or "llm"); each becomes a span of its own."""
+        self.spans.append(SubSpan(name, started_at, ended_at, kind, status, error, dict(attributes)))
+
+    def cost_so_far(self) -> float:
+        """USD this execution has recorded with :meth:`record_usage`."""
+        return sum(u.cost_usd for u in self.usage)
 
     def time_left(self) -> float | None:
         """Seconds until the request's deadline, or ``None`` when it has none."""

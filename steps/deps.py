@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from steps.embedding import AsyncEmbedder, MiniLMEmbedder
 from steps.provider_factory import make_breakers, make_provider
-from steps.providers import Provider
+from steps.providers import ChatModel, LLMNotConfiguredError, Provider
 from steps.resilience import CircuitBreaker, ResilientProvider
 
 if TYPE_CHECKING:
@@ -85,6 +85,18 @@ class Deps:
         if self._provider is None:
             self._provider = make_provider(self.config, self.embedder, breaker=self._breakers.get(self.config.llm_name))
         return self._provider
+
+    @property
+    def llm_configured(self) -> bool:
+        """Whether a chat model (OpenAI-compatible) is configured, or only the offline generator."""
+        return callable(getattr(self.provider(), "chat", None)) and self.config.llm_provider != "extractive"
+
+    def chat(self, what: str = "this step") -> ChatModel:
+        """The chat model (tool calling, agents); :class:`LLMNotConfiguredError` names the settings when offline."""
+        provider = self.provider()
+        if not callable(getattr(provider, "chat", None)) or self.config.llm_provider == "extractive":
+            raise LLMNotConfiguredError(what)
+        return provider  # type: ignore[return-value]
 
     def breakers(self) -> dict[str, CircuitBreaker]:
         """The circuit breaker of each remote provider, by provider name (none for offline ones)."""

@@ -56,7 +56,8 @@ class Generation:
             raise RuntimeError("Generation.warm_up() must run before run()")
         passages = [p.model_dump() for p in input.passages]
         request = GenerationRequest(
-            question=input.text, passages=passages, history=ctx.history, intent=input.intent, max_tokens=self.max_tokens
+            question=input.text, passages=passages, history=ctx.history, intent=input.intent, max_tokens=self.max_tokens,
+            model=ctx.model,
         )
         completion: Completion = await self._deps.provider().generate(request)
         ctx.record_usage(

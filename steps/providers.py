@@ -25,7 +25,10 @@ from steps.base import FatalStepError, RetryableStepError, Turn
 from steps.embedding import AsyncEmbedder
 
 __all__ = [
+    "ChatReply",
     "Completion",
+    "LLMNotConfiguredError",
+    "ToolCall",
     "ExtractiveProvider",
     "GenerationRequest",
     "OpenAIProvider",
@@ -54,6 +57,50 @@ class GenerationRequest:
     history: list[Turn] = field(default_factory=list)
     intent: str = "howto"
     max_tokens: int = 400
+    model: str | None = None  # the tier's model; None: the provider's configured one
+
+
+class LLMNotConfiguredError(FatalStepError):
+    """A step needs a chat model (tool calling, agents) and only the offline generator is configured."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} needs an OpenAI-compatible model: set CONVEYOR_LLM_PROVIDER=openai and CONVEYOR_LLM_BASE_URL "
+            "(e.g. http://127.0.0.1:8000/v1), plus CONVEYOR_LLM_MODEL and CONVEYOR_LLM_API_KEY if it needs them"
+        )
+
+
+@dataclass
+class ToolCall:
+    """One function call a chat model asked for; ``arguments`` is its parsed JSON (``{}`` if unreadable)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    raw_arguments: str = ""
+
+
+@dataclass
+class ChatReply:
+    """A chat model's answer: text, and/or tool calls (OpenAI ``tool_calls``)."""
+
+    content: str
+    tool_calls: list[ToolCall]
+    model: str
+    input_tokens: int
+    output_tokens: int
+    finish_reason: str = "stop"
+
+    def assistant_message(self) -> dict[str, Any]:
+        """The message to append to the conversation before the tool results."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content or None}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.raw_arguments or json.dumps(c.arguments)}}
+                for c in self.tool_calls
+            ]
+        return message
 
 
 @dataclass
@@ -71,6 +118,17 @@ class Provider(Protocol):
     async def generate(self, request: GenerationRequest) -> Completion: ...
 
     async def close(self) -> None: ...
+
+
+class ChatModel(Protocol):
+    """A model that holds a conversation and calls tools (the OpenAI-compatible provider is one)."""
+
+    model: str
+
+    async def chat(
+        self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None, model: str | None = None,
+        max_tokens: int = 800, temperature: float = 0.0,
+    ) -> ChatReply: ...
 
 
 def cited_numbers(text: str, limit: int) -> list[int]:
@@ -170,15 +228,10 @@ class OpenAIProvider:
         msgs.append({"role": "user", "content": content})
         return msgs
 
-    async def generate(self, request: GenerationRequest) -> Completion:
+    async def _post(self, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """POST ``payload`` to ``/chat/completions``: (``choices[0].message``, ``usage``), errors classified."""
         import aiohttp
 
-        payload = {
-            "model": self.model,
-            "messages": self.messages(request),
-            "max_tokens": request.max_tokens,
-            "temperature": 0,
-        }
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         url = f"{self.base_url}/chat/completions"
         try:
@@ -192,20 +245,64 @@ class OpenAIProvider:
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             raise RetryableStepError(f"LLM at {url} unreachable: {exc!r}") from exc
         try:
-            text = data["choices"][0]["message"]["content"] or ""
+            choice = data["choices"][0]
+            message = dict(choice["message"])
+            message.setdefault("finish_reason", choice.get("finish_reason") or "stop")
         except (KeyError, IndexError, TypeError) as exc:
             keys = sorted(data)[:10] if isinstance(data, dict) else type(data).__name__
             raise FatalStepError(
-                f"LLM at {url} returned no choices[0].message.content (top-level keys: {keys}): "
+                f"LLM at {url} returned no choices[0].message (top-level keys: {keys}): "
                 "check that CONVEYOR_LLM_BASE_URL is an OpenAI-compatible /v1 endpoint"
             ) from exc
-        usage = data.get("usage") or {}
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return message, usage
+
+    async def generate(self, request: GenerationRequest) -> Completion:
+        model = request.model or self.model
+        payload = {"model": model, "messages": self.messages(request), "max_tokens": request.max_tokens,
+                   "temperature": 0}
+        message, usage = await self._post(payload)
+        text = message.get("content") or ""
+        if not isinstance(text, str):
+            raise FatalStepError(f"LLM at {self.base_url} returned a non-text message content ({type(text).__name__})")
         return Completion(
             text=text.strip(),
-            model=self.model,  # the configured name: it keys the price table
+            model=model,  # the configured name: it keys the price table
             input_tokens=int(usage.get("prompt_tokens", 0)),
             output_tokens=int(usage.get("completion_tokens", 0)),
             passages=request.passages,
+        )
+
+    async def chat(
+        self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None, model: str | None = None,
+        max_tokens: int = 800, temperature: float = 0.0,
+    ) -> ChatReply:
+        """One chat completion, with ``tools`` offered (OpenAI function calling) when given."""
+        chosen = model or self.model
+        payload: dict[str, Any] = {"model": chosen, "messages": messages, "max_tokens": max_tokens,
+                                   "temperature": temperature}
+        if tools:
+            payload["tools"] = tools
+        message, usage = await self._post(payload)
+        calls: list[ToolCall] = []
+        for i, raw in enumerate(message.get("tool_calls") or []):
+            function = raw.get("function") or {} if isinstance(raw, dict) else {}
+            text = function.get("arguments") or "{}"
+            try:
+                parsed = json.loads(text) if isinstance(text, str) else dict(text)
+            except ValueError:
+                parsed = {}
+            calls.append(ToolCall(id=str(raw.get("id") or f"call_{i}"), name=str(function.get("name") or ""),
+                                  arguments=parsed if isinstance(parsed, dict) else {},
+                                  raw_arguments=text if isinstance(text, str) else json.dumps(text)))
+        content = message.get("content") or ""
+        return ChatReply(
+            content=content.strip() if isinstance(content, str) else "",
+            tool_calls=calls,
+            model=chosen,
+            input_tokens=int(usage.get("prompt_tokens", 0)),
+            output_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=str(message.get("finish_reason") or "stop"),
         )
 
     @staticmethod

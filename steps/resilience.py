@@ -28,10 +28,10 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 from steps.base import FatalStepError, RetryableStepError
-from steps.providers import Completion, GenerationRequest, Provider
+from steps.providers import ChatReply, Completion, GenerationRequest, LLMNotConfiguredError, Provider
 
 __all__ = [
     "Bulkhead",
@@ -275,6 +275,21 @@ class ResilientProvider:
                 return await self.primary.generate(request)
         except TimeoutError as exc:
             raise RetryableStepError(f"{self.breaker.name} took over {self.timeout_s:.3g}s") from exc
+
+    async def chat(self, messages: list[dict[str, Any]], **kwargs: Any) -> ChatReply:
+        """A chat call to the primary behind the breaker and bulkhead (no fallback: it cannot call tools)."""
+        chat = getattr(self.primary, "chat", None)
+        if chat is None:
+            raise LLMNotConfiguredError(f"{self.breaker.name}")
+        with self.breaker.call():
+            async with self.bulkhead.slot():
+                if self.timeout_s is None:
+                    return await chat(messages, **kwargs)  # type: ignore[no-any-return]
+                try:
+                    async with asyncio.timeout(self.timeout_s):
+                        return await chat(messages, **kwargs)  # type: ignore[no-any-return]
+                except TimeoutError as exc:
+                    raise RetryableStepError(f"{self.breaker.name} took over {self.timeout_s:.3g}s") from exc
 
     async def close(self) -> None:
         await self.primary.close()

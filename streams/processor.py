@@ -133,6 +133,8 @@ class StepProcessor:
         m.messages.labels(*self.labels, status).inc()
         m.processing.labels(*self.labels).observe(trace.ended_at - started)
         pending.append(await self.outputs.span(trace))
+        for child in trace.children:
+            pending.append(await self.outputs.span(child))
         await asyncio.gather(*pending)  # everything this message produced is on the broker: now it may be acked
 
     async def unexpected(self, message: Any, exc: BaseException) -> None:
@@ -181,6 +183,7 @@ class StepProcessor:
         outcome = await self._run(parsed, ctx, env)
         trace.attempt = outcome.attempts
         trace.usage = ctx.usage
+        trace.children = [trace.child(span) for span in ctx.spans]
         for u in ctx.usage:
             env.usage.add(u.input_tokens, u.output_tokens, u.cost_usd)
             self.outputs.metrics.record_usage(self.pipeline, node.name, env.request.tenant, u.model,

@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from steps.base import UsageRecord
+from steps.base import SubSpan, UsageRecord
 
 __all__ = ["StepTrace", "worker_name"]
 
@@ -38,6 +38,18 @@ class StepTrace:
     route: str | None = None
     branch: str | None = None  # the open fan-outs this execution ran in (pass/branch, innermost last)
     usage: list[UsageRecord] = field(default_factory=list)
+    kind: str = "step"  # "step", or for a call made inside one: "tool" / "llm"
+    parent: str | None = None  # the node whose execution made this call
+    attributes: dict[str, Any] = field(default_factory=dict)
+    children: list[StepTrace] = field(default_factory=list)  # sent after this span, not part of it
+
+    def child(self, span: SubSpan) -> StepTrace:
+        """The span of one call (a tool, a model) the step made, recorded with ``ctx.record_span``."""
+        return StepTrace(
+            self.trace_id, self.request_id, self.pipeline, f"{self.step}/{span.name}", self.worker, span.started_at,
+            0.0, attempt=self.attempt, ended_at=span.ended_at, status=span.status, error=span.error,
+            branch=self.branch, kind=span.kind, parent=self.step, attributes=dict(span.attributes),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         model = self.usage[-1].model if self.usage else None
@@ -60,4 +72,11 @@ class StepTrace:
             "gen_ai.usage.input_tokens": sum(u.input_tokens for u in self.usage),
             "gen_ai.usage.output_tokens": sum(u.output_tokens for u in self.usage),
             "cost_usd": round(sum(u.cost_usd for u in self.usage), 10),
+            "kind": self.kind,
+            "parent": self.parent,
+            **{k: v for k, v in self.attributes.items() if k not in _RESERVED},
         }
+
+
+_RESERVED = frozenset({"trace_id", "request_id", "pipeline", "step", "attempt", "worker", "started_at", "ended_at",
+                       "queue_s", "processing_s", "status", "error", "route", "branch", "kind", "parent"})
