@@ -5,7 +5,16 @@ importing this package registers the built-in ones, and :func:`registered` lists
 Steps get their shared models and clients in ``warm_up(deps)`` (:class:`steps.deps.Deps`).
 """
 
-from steps.base import FatalStepError, RetryableStepError, Step, StepContext, StepError, StepModel, Turn
+from steps.base import (
+    FatalStepError,
+    RejectedStepError,
+    RetryableStepError,
+    Step,
+    StepContext,
+    StepError,
+    StepModel,
+    Turn,
+)
 from steps.classification import Classification
 from steps.deps import Deps, ResourceConfig
 from steps.echo import Echo
@@ -34,6 +43,7 @@ __all__ = [
     "Echo",
     "FatalStepError",
     "Generation",
+    "RejectedStepError",
     "ResourceConfig",
     "Retrieval",
     "RetryableStepError",

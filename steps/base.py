@@ -15,7 +15,9 @@ Errors (raise them from ``run``; ``streams.policy`` decides what happens next)::
     StepError
     ├── RetryableStepError   transient (HTTP 429/5xx, timeouts): retried with backoff
     │                        (at least ``retry_after_s`` when the dependency said how long)
-    └── FatalStepError       the input can never succeed: no retry, straight to failed + DLQ
+    ├── FatalStepError       the input can never succeed: no retry, straight to failed + DLQ
+    └── RejectedStepError    the step refuses the request on purpose (a missing setting, a policy):
+                             no retry, no dead letter, the result is ``rejected`` with the message
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "FatalStepError",
+    "RejectedStepError",
     "RetryableStepError",
     "Step",
     "StepContext",
@@ -58,6 +61,13 @@ class RetryableStepError(StepError):
 
 class FatalStepError(StepError):
     """A failure that retrying cannot fix: the request fails and its message goes to the DLQ."""
+
+
+class RejectedStepError(StepError):
+    """The step refuses this request by design: the result is ``rejected`` with this message (no retry, no DLQ).
+
+    Say what the user can change, e.g. "devteam needs a model: set CONVEYOR_LLM_PROVIDER=openai".
+    """
 
 
 class StepModel(BaseModel):

@@ -10,10 +10,10 @@ Reading order: ``app`` (settings, app factory) → ``topics`` → ``envelope`` (
 Nothing is imported eagerly beyond light modules: Faust loads only when an app is built.
 
 A user's steps need only this package: ``step`` and ``tool`` declare them, ``StepContext`` is what
-a step sees besides its input, and ``RetryableStepError`` / ``FatalStepError`` say how it failed.
+a step sees besides its input, and ``RetryableStepError`` / ``FatalStepError`` say how it failed, ``RejectedStepError`` that it refuses.
 """
 
-from steps.base import FatalStepError, RetryableStepError, StepContext
+from steps.base import FatalStepError, RejectedStepError, RetryableStepError, StepContext
 from steps.deps import Deps
 from steps.registry import step, tool
 from streams.app import Settings, create_app
@@ -56,6 +56,7 @@ __all__ = [
     "Node",
     "Pipeline",
     "Policy",
+    "RejectedStepError",
     "Request",
     "Result",
     "ResultTimeoutError",

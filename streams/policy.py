@@ -2,7 +2,7 @@
 
 Pure asyncio with an injectable clock, sleep and random source, so it is tested without waiting.
 What is retried: ``RetryableStepError``, timeouts and connection errors. What is not: a
-``FatalStepError`` and any other exception (a bug or a bad input does not get better by retrying).
+``FatalStepError``, a ``RejectedStepError`` (the step refuses the request) and any other exception (a bug or a bad input does not get better by retrying).
 The wait before a retry is the backoff, or the error's ``retry_after_s`` when that is longer (an
 HTTP ``Retry-After``); a wait that would end past the deadline is not slept: the outcome is
 ``timeout`` at once.
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Literal
 
-from steps.base import FatalStepError, RetryableStepError
+from steps.base import FatalStepError, RejectedStepError, RetryableStepError
 from streams.graph import Policy
 
 __all__ = ["Outcome", "backoff_delay", "retry_delay", "run_with_policy"]
@@ -26,7 +26,7 @@ RETRYABLE: tuple[type[BaseException], ...] = (RetryableStepError, asyncio.Timeou
 
 @dataclass
 class Outcome:
-    status: Literal["ok", "failed", "timeout"]
+    status: Literal["ok", "failed", "timeout", "rejected"]
     value: Any = None
     attempts: int = 0
     error: BaseException | None = None
@@ -78,6 +78,8 @@ async def run_with_policy(
             return Outcome("ok", value, attempts=attempt)
         except FatalStepError as exc:
             return Outcome("failed", attempts=attempt, error=exc)
+        except RejectedStepError as exc:
+            return Outcome("rejected", attempts=attempt, error=exc)
         except RETRYABLE as exc:
             error: BaseException = exc
             if isinstance(exc, asyncio.TimeoutError) and not str(exc):

@@ -298,7 +298,7 @@ class StepProcessor:
         error = outcome.error
         text = self.scrub.text(f"{type(error).__name__}: {error}" if error is not None else "unknown error")
         trace.error = text
-        if node.fallback is not None and outcome.status == "failed":
+        if node.fallback is not None and outcome.status == "failed":  # not "rejected": a refusal is an answer
             log.warning("%s: request %s falls back to %s after %d attempt(s): %s", node.name, env.request.id,
                         node.fallback, outcome.attempts, text[:500])
             env.route.append(f"{node.name} (failed)")
@@ -306,6 +306,12 @@ class StepProcessor:
             await self._forward(message, env, node.fallback, pending)
             await self._settle(pending, key, env, message.partition, "fallback", outcome.attempts, node.fallback, None)
             return "fallback"
+        if outcome.status == "rejected":  # the step refused on purpose: its message is the reason, no dead letter
+            log.info("%s: request %s rejected: %s", node.name, env.request.id, text[:500])
+            reason = self.scrub.text(str(error)) if error is not None else text
+            await self._end(env, "rejected", f"{node.name}: {reason}", pending)
+            await self._settle(pending, key, env, message.partition, "rejected", outcome.attempts, None, None)
+            return "rejected"
         log.warning("%s: request %s %s after %d attempt(s): %s", node.name, env.request.id, outcome.status,
                     outcome.attempts, text[:500])
         final: Status = "timeout" if outcome.status == "timeout" else "failed"
