@@ -17,6 +17,7 @@ from steps.base import (
 )
 from steps.classification import Classification
 from steps.deps import Deps, ResourceConfig
+from steps.approval import Approval
 from steps.echo import Echo
 from steps.generation import Generation
 from steps.registry import (
@@ -38,6 +39,7 @@ from steps.retrieval import Retrieval
 from steps.safety import Safety
 
 __all__ = [
+    "Approval",
     "Classification",
     "Deps",
     "Echo",
