@@ -80,14 +80,23 @@ class Limits:
     output_chars: int = 6000
 
     def apply(self) -> None:
-        """Set the limits on the current process (called in the child, between fork and exec)."""
+        """Set the limits on the current process (called in the child, between fork and exec).
+
+        A limit is never raised above the hard limit the process already has (that would fail).
+        """
         mb = 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_s, self.cpu_s + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (self.memory_mb * mb, self.memory_mb * mb))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_mb * mb, self.file_mb * mb))
-        resource.setrlimit(resource.RLIMIT_NPROC, (self.processes, self.processes))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        for which, soft, hard in (
+            (resource.RLIMIT_CPU, self.cpu_s, self.cpu_s + 1),
+            (resource.RLIMIT_AS, self.memory_mb * mb, self.memory_mb * mb),
+            (resource.RLIMIT_FSIZE, self.file_mb * mb, self.file_mb * mb),
+            (resource.RLIMIT_NPROC, self.processes, self.processes),
+            (resource.RLIMIT_NOFILE, self.open_files, self.open_files),
+            (resource.RLIMIT_CORE, 0, 0),
+        ):
+            _, current = resource.getrlimit(which)
+            if current != resource.RLIM_INFINITY:
+                soft, hard = min(soft, current), min(hard, current)
+            resource.setrlimit(which, (soft, hard))
 
 
 @dataclass(frozen=True)
@@ -213,7 +222,7 @@ def run_files(
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=limits.apply,
                     close_fds=True,
                 )
-            except OSError as exc:
+            except (OSError, subprocess.SubprocessError) as exc:  # SubprocessError: the limits could not be set
                 raise SandboxStartError(f"could not start {command[0]!r} in the sandbox: {exc}") from exc
             try:
                 proc.wait(timeout=limits.time_s)

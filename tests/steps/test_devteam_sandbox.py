@@ -17,6 +17,7 @@ import pytest
 
 from steps.devteam.sandbox import (
     Limits,
+    SandboxStartError,
     UnsafeFileError,
     clean_env,
     pytest_files,
@@ -169,3 +170,13 @@ def test_the_parent_keeps_its_own_limits() -> None:
     before = resource.getrlimit(resource.RLIMIT_AS)
     run_python({"x.py": "pass\n"}, "x.py", SMALL)
     assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+def test_limits_above_the_hard_limit_are_lowered_to_it_and_a_bad_command_is_named() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    asked = hard + 1000 if hard != resource.RLIM_INFINITY else 1 << 20
+    code = "import resource\nprint(resource.getrlimit(resource.RLIMIT_NOFILE)[1])\n"
+    run = run_python({"n.py": code}, "n.py", Limits(open_files=asked))
+    assert run.passed and int(run.output) == min(asked, hard)
+    with pytest.raises(SandboxStartError, match="no-such-interpreter"):
+        run_files({}, ["/nonexistent/no-such-interpreter"], SMALL)
