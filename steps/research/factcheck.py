@@ -13,6 +13,7 @@ import re
 from steps.base import StepContext, StepModel
 from steps.deps import Deps
 from steps.registry import step
+from steps.providers import clean_markup
 from steps.research.models import CheckedSentence, FactCheck, NumberedSource
 from steps.research.text import sentences, strip_markers
 from steps.research.verify import THRESHOLD, features, judge, passage_units
@@ -43,7 +44,8 @@ class ResearchFactCheck:
     async def run(self, input: FactCheckInput, ctx: StepContext) -> FactCheckOutput:
         if self._deps is None:
             raise RuntimeError("ResearchFactCheck.warm_up() must run before run()")
-        by_n = {s.n: s for s in input.sources}
+        # the passages as the findings read them (reST roles unwrapped): extractive sentences match them exactly
+        by_n = {s.n: s.model_copy(update={"text": clean_markup(s.text)}) for s in input.sources}
         claims = [(s, [int(n) for n in _markers(s)]) for s in sentences(input.answer)]
         claims = [(s, ns) for s, ns in claims if ns]
         texts: list[str] = []

@@ -15,7 +15,7 @@ _DEFINE = re.compile(
     r"\b(?:what\s+(?:does|do)\s+(?P<a>[\w\s'\"`-]{2,40}?)\s+mean"
     r"|(?:meaning|definition)\s+of\s+(?:the\s+(?:word|term)\s+)?(?P<b>[\w'\"`-]+(?:\s+[\w-]+)?)"
     r"|define\s+(?P<c>[\w'\"`-]+(?:\s+[\w-]+)?)"
-    r"|what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(?P<d>[\w'\"`-]+(?:\s+[\w-]+)?)\s*(?:\?|$|,))",
+    r"|what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(?P<d>[\w'\"`-]+(?:\s+[\w-]+)?)\s*(?:\?|$|,|\s+and\s))",
     re.I,
 )
 _SPLIT = re.compile(r"\?\s*|,?\s+and\s+(?=(?:how|what|why|when|where|which|who|is|are|can|do|does|should)\b)", re.I)

@@ -4,7 +4,10 @@ The sources score differently (fused ranks for the docs, BM25 for WordNet), so e
 by the MiniLM cosine between its text and the question or one of its sub-questions (the best of
 them), plus ``TERM_BONUS`` when it holds a word the question asks to define: MiniLM barely knows rare
 words ("idempotent" scores the asyncio passages that say "this method is idempotent" 0.34 against
-0.45 for a page about the operator module). The best hit of each source that reaches ``min_score`` is kept whatever the others score, so
+0.45 for a page about the operator module). The best hit of each source that reaches ``min_each`` is
+kept whatever the others score, so a question spanning both sources gets passages from both; below
+it a source competes on score alone (a WordNet python snake scores 0.35 for "how do I write a closure
+in Python"). The best hit of each source that reaches ``min_score`` is kept whatever the others score, so
 a question that spans both sources gets passages from both.
 """
 
@@ -42,17 +45,21 @@ class Merged(StepModel):
     sources_missing: list[MissingSource]
 
 
-def choose(hits: list[Hit], top_k: int, min_score: float) -> list[Hit]:
-    """The ``top_k`` best hits at or above ``min_score``, holding each origin's best one; best first."""
+def choose(hits: list[Hit], top_k: int, min_score: float, min_each: float = 0.45, per_origin: int = 3) -> list[Hit]:
+    """The ``top_k`` best hits at or above ``min_score``, holding each origin's best one that reaches
+    ``min_each`` and at most ``per_origin`` of one origin (while others have hits left); best first."""
     ranked = sorted((h for h in hits if h.score >= min_score), key=lambda h: -h.score)
     chosen: list[Hit] = []
     for origin in dict.fromkeys(h.origin for h in ranked):
-        chosen.append(next(h for h in ranked if h.origin == origin))
-    for h in ranked:
-        if len(chosen) >= top_k:
-            break
-        if h not in chosen:
-            chosen.append(h)
+        best = next(h for h in ranked if h.origin == origin)
+        if best.score >= min_each:
+            chosen.append(best)
+    for capped in (True, False):  # a second pass fills what the cap left empty
+        for h in ranked:
+            if len(chosen) >= top_k:
+                break
+            if h not in chosen and (not capped or sum(c.origin == h.origin for c in chosen) < per_origin):
+                chosen.append(h)
     return sorted(chosen[: max(top_k, len(chosen))], key=lambda h: -h.score)
 
 
@@ -60,9 +67,10 @@ def choose(hits: list[Hit], top_k: int, min_score: float) -> list[Hit]:
 class ResearchMerge:
     """Joins the searches: what each source found, re-scored against the question, the best ``top_k`` kept."""
 
-    def __init__(self, top_k: int = 5, min_score: float = 0.25) -> None:
+    def __init__(self, top_k: int = 5, min_score: float = 0.25, min_each: float = 0.45) -> None:
         self.top_k = top_k
         self.min_score = min_score
+        self.min_each = min_each
         self._deps: Deps | None = None
 
     async def warm_up(self, deps: Deps) -> None:
@@ -91,4 +99,4 @@ class ResearchMerge:
         scores = (vectors[len(queries):] @ vectors[: len(queries)].T).max(axis=1)
         rescored = [h.model_copy(update={"score": relevance(float(s), h.text, input.defines)})
                     for h, s in zip(hits, scores, strict=True)]
-        return Merged(top=choose(rescored, self.top_k, self.min_score), searched=searched, sources_missing=missing)
+        return Merged(top=choose(rescored, self.top_k, self.min_score, self.min_each), searched=searched, sources_missing=missing)

@@ -1,7 +1,7 @@
 """Synthesis: an answer with ``[n]`` citations, from the findings of both sources.
 
 Offline (no chat model configured) it is extractive: the findings' key sentences closest to the
-question, the best one of each source first, at most ``max_sentences``, each tagged with its source.
+question, the best one of each source first (when it reaches ``min_each``), at most ``max_sentences``, each tagged with its source.
 With a chat model (``deps.llm_configured``) the model writes the answer from the numbered findings
 (``model=ctx.model``; tokens and cost recorded); the fact-check then tests what it wrote.
 Either way sources are numbered 1..m in the order the answer first cites them, and ``sources`` holds
@@ -43,17 +43,20 @@ class Synthesis(StepModel):
     model: str
 
 
-def pick_sentences(findings: list[Finding], max_sentences: int, min_score: float) -> list[tuple[int, str]]:
-    """(finding index, sentence) pairs: each origin's best sentence, then the best others; in finding order."""
+def pick_sentences(
+    findings: list[Finding], max_sentences: int, min_score: float, min_each: float = 0.45
+) -> list[tuple[int, str]]:
+    """(finding index, sentence) pairs: each origin's best sentence when it reaches ``min_each``, then the
+    best others at or above ``min_score``; in finding order."""
     scored = sorted(
         ((score, i, j) for i, f in enumerate(findings) for j, score in enumerate(f.sentence_scores) if score >= min_score),
         key=lambda t: (-t[0], t[1], t[2]),
     )
     chosen: list[tuple[int, int]] = []
     for origin in dict.fromkeys(f.origin for f in findings):
-        best = next(((i, j) for _, i, j in scored if findings[i].origin == origin), None)
-        if best is not None:
-            chosen.append(best)
+        best = next(((score, i, j) for score, i, j in scored if findings[i].origin == origin), None)
+        if best is not None and best[0] >= min_each:
+            chosen.append(best[1:])
     for _, i, j in scored:
         if len(chosen) >= max_sentences:
             break
@@ -97,9 +100,13 @@ def _citations(sources: list[NumberedSource]) -> list[Citation]:
 class ResearchSynthesis:
     """The answer, with ``[n]`` citations: extractive offline, written by the chat model when one is configured."""
 
-    def __init__(self, max_sentences: int = 4, min_score: float = 0.3, max_tokens: int = 400, use_llm: bool = True) -> None:
+    def __init__(
+        self, max_sentences: int = 4, min_score: float = 0.3, min_each: float = 0.45, max_tokens: int = 400,
+        use_llm: bool = True,
+    ) -> None:
         self.max_sentences = max_sentences
         self.min_score = min_score
+        self.min_each = min_each
         self.max_tokens = max_tokens
         self.use_llm = use_llm
         self._deps: Deps | None = None
@@ -114,7 +121,7 @@ class ResearchSynthesis:
             return Synthesis(answer=NO_ANSWER, citations=[], sources=[], method="none", model="none")
         if self.use_llm and self._deps.llm_configured:
             return await self._written(input, ctx)
-        picked = pick_sentences(input.findings, self.max_sentences, self.min_score)
+        picked = pick_sentences(input.findings, self.max_sentences, self.min_score, self.min_each)
         if not picked:
             return Synthesis(answer=NO_ANSWER, citations=[], sources=[], method="none", model="none")
         text, sources = number_sources(" ".join(cite(s, i + 1) for i, s in picked), input.findings)

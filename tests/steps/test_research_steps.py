@@ -117,6 +117,7 @@ def test_parse_splits_questions_and_finds_defined_words() -> None:
     assert parsed.subquestions == ["What does 'idempotent' mean?", "how do I make a Python function idempotent?"]
     assert parsed.defines == ["idempotent"] and parsed.terms == ["idempotent", "make", "python", "function"]
     assert parse_question("What is a closure?").defines == ["closure"]
+    assert parse_question("What is a closure and how do I write one?").defines == ["closure"]
     assert parse_question("How do I sort a list?").defines == []
     with pytest.raises(RejectedStepError, match="question in words"):
         parse_question(" ?! ")
@@ -131,10 +132,13 @@ def hit(source: str, origin: str, score: float) -> Hit:
 
 
 def test_choose_keeps_each_sources_best_hit() -> None:
-    hits = [hit("a", "docs", 0.9), hit("b", "docs", 0.8), hit("c", "docs", 0.7), hit("w", "wordnet", 0.4),
-            hit("x", "wordnet", 0.1)]
+    hits = [hit("a", "docs", 0.9), hit("b", "docs", 0.8), hit("c", "docs", 0.7), hit("d", "docs", 0.65),
+            hit("w", "wordnet", 0.5), hit("v", "wordnet", 0.3), hit("x", "wordnet", 0.1)]
     assert [h.source for h in choose(hits, 2, 0.25)] == ["a", "w"]
-    assert [h.source for h in choose(hits, 4, 0.25)] == ["a", "b", "c", "w"]
+    assert [h.source for h in choose(hits, 5, 0.25)] == ["a", "b", "c", "w", "v"]  # at most 3 docs while WordNet has more
+    assert [h.source for h in choose(hits, 7, 0.25)] == ["a", "b", "c", "d", "w", "v"]  # then the cap lifts
+    weak = [hit("a", "docs", 0.9), hit("b", "docs", 0.8), hit("w", "wordnet", 0.35)]
+    assert [h.source for h in choose(weak, 2, 0.25)] == ["a", "b"]  # below min_each a source competes on score
     assert relevance(0.3, "close() is idempotent", ["idempotent"]) == round(0.3 + TERM_BONUS, 4)
     assert relevance(0.3, "close() is safe", ["idempotent"]) == 0.3
 
@@ -174,8 +178,9 @@ def test_extract_keeps_the_closest_sentences_in_passage_order(deps: Deps) -> Non
 def test_pick_sentences_takes_each_sources_best_and_numbers_by_first_citation() -> None:
     findings = [finding(0, "docs", ["Docs one.", "Docs two."], [0.9, 0.8]), finding(1, "docs", ["Docs three."], [0.85]),
                 finding(2, "wordnet", ["Word one."], [0.4])]
-    picked = pick_sentences(findings, max_sentences=2, min_score=0.3)
+    picked = pick_sentences(findings, max_sentences=2, min_score=0.3, min_each=0.4)
     assert picked == [(0, "Docs one."), (2, "Word one.")]
+    assert pick_sentences(findings, max_sentences=2, min_score=0.3, min_each=0.45) == [(0, "Docs one."), (1, "Docs three.")]
     text, sources = number_sources(" ".join(cite(s, i + 1) for i, s in picked), findings)
     assert text == "Docs one [1]. Word one [2]." and [s.source for s in sources] == ["docs:0", "wordnet:2"]
     assert number_sources("A [3]. B [9]. C [3].", findings)[0] == "A [1]. B [9]. C [1]."
