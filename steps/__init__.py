@@ -38,6 +38,10 @@ from steps.registry import (
 from steps.retrieval import Retrieval
 from steps.safety import Safety
 
+# the workflows' steps (research, devteam, ...): importing registers their names for pipeline files
+import steps.devteam  # noqa: E402,F401
+import steps.research  # noqa: E402,F401
+
 __all__ = [
     "Approval",
     "Classification",
