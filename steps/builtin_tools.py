@@ -3,7 +3,7 @@
 Each is an ordinary ``@tool``, registered when this module is imported (``steps.planner`` imports
 it), and each works offline. The ones whose arguments a plain request does not spell out in an
 obvious way carry an ``extract`` function for the offline planner (:mod:`steps.planner_offline`):
-``calculator`` finds the arithmetic in "what is 15% of 80 plus 3", ``word_count`` the text to
+``calculator`` finds the arithmetic in "what is 15% of 80 plus 3", ``text_stats`` the text to
 count, ``current_time`` the place. ``search_docs`` needs the retrieval index: it asks for
 :class:`steps.deps.Deps`, which the planner injects.
 """
@@ -23,7 +23,7 @@ from steps.deps import Deps
 from steps.toolbox import tool
 
 __all__ = ["CalculatorError", "arithmetic_in", "calculator", "current_time", "date_diff", "evaluate", "search_docs",
-           "word_count"]
+           "text_stats"]
 
 MAX_EXPRESSION_CHARS = 200
 MAX_POWER = 1000  # 10**1000 is fine; 9**9**9 would take minutes and gigabytes
@@ -169,7 +169,7 @@ def text_to_count(text: str) -> dict[str, Any] | None:
 
 
 @tool(extract=text_to_count)
-def word_count(text: str) -> dict[str, int]:
+def text_stats(text: str) -> dict[str, int]:
     """Count the words, characters and sentences in a piece of text: how many words, how long is a text."""
     words = re.findall(r"\b[\w'’-]+\b", text)
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]

@@ -38,12 +38,13 @@ import sys
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from steps.base import StepContext
-from steps.deps import Deps
+if TYPE_CHECKING:  # by name only at run time: the registry must not pull in the models and clients
+    from steps.base import StepContext
+    from steps.deps import Deps
 
 __all__ = [
     "ToolArgumentsError", "ToolDef", "ToolDefinitionError", "UnknownToolError", "resolve_tool", "tool", "tools",
@@ -52,7 +53,7 @@ __all__ = [
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI accepts as a function name
 F = TypeVar("F", bound=Callable[..., Any])
 TOOL_ATTR = "__conveyor_tool__"
-INJECTABLE: dict[type, str] = {Deps: "deps", StepContext: "ctx"}  # annotation -> what call() fills it with
+INJECTABLE = {"steps.deps.Deps": "deps", "steps.base.StepContext": "ctx"}  # annotation -> what call() fills it with
 Extractor = Callable[[str], "dict[str, Any] | None"]
 
 _TOOLS: dict[str, ToolDef] = {}
@@ -134,13 +135,17 @@ def _description(fn: Callable[..., Any]) -> str:
     return " ".join(doc.strip().split("\n\n")[0].split())
 
 
+def _qualified(annotation: Any) -> str:
+    return f"{getattr(annotation, '__module__', '')}.{getattr(annotation, '__qualname__', '')}"
+
+
 def _args_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], bool, dict[str, str]]:
     what = f"tool {name!r} ({_where(fn)})"
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception as exc:
         raise ToolDefinitionError(f"{what}: its annotations cannot be resolved ({exc}); import them at module level") from None
-    injected = {p: INJECTABLE[h] for p, h in hints.items() if p != "return" and isinstance(h, type) and h in INJECTABLE}
+    injected = {p: INJECTABLE[_qualified(h)] for p, h in hints.items() if p != "return" and _qualified(h) in INJECTABLE}
     params = [p for p in inspect.signature(fn).parameters.values() if p.name not in injected]
     if len(params) == 1:
         only = hints.get(params[0].name)

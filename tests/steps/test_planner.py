@@ -25,7 +25,7 @@ from tests.steps.scripted_llm import ScriptedLLM, answer, failure, tool_calls
 
 HERE = Path(__file__).parent
 LABELLED = HERE.parent / "data" / "planner_tools.jsonl"
-BUILTIN = ["calculator", "current_time", "date_diff", "search_docs", "word_count"]
+BUILTIN = ["calculator", "current_time", "date_diff", "search_docs", "text_stats"]
 
 
 @tool(cost_usd=0.004)
@@ -99,7 +99,7 @@ def test_unknown_tool_fails_at_load_naming_it_and_the_registered_ones() -> None:
     with pytest.raises(StepConfigError) as info:
         resolve("planner").build({"tools": ["calculator", "weather"]})
     message = str(info.value)
-    assert "'weather' is not a known tool" in message and "'calculator'" in message and "'word_count'" in message
+    assert "'weather' is not a known tool" in message and "'calculator'" in message and "'text_stats'" in message
     with pytest.raises(StepConfigError, match="max_iterations must be at least 1"):
         resolve("planner").build({"max_iterations": 0})
     with pytest.raises(StepConfigError, match="budget_usd must be >= 0"):
@@ -125,7 +125,7 @@ def test_clauses_split_at_new_questions_not_inside_dates_or_quotes() -> None:
 
 
 def test_offline_calls_the_matching_tools_in_the_order_asked(keyword_deps: Deps) -> None:
-    config = {"tools": ["lookup_order", "reverse_text", "word_count"], "min_score": 0.3}
+    config = {"tools": ["lookup_order", "reverse_text", "text_stats"], "min_score": 0.3}
     ctx = context()
     out = asyncio.run(planned(config, keyword_deps, 'Spell "stressed" backwards, then look up the status of order 1042',
                               ctx))
@@ -185,11 +185,11 @@ def test_tool_selection_accuracy_on_the_labelled_set(minilm_deps: Deps) -> None:
 
 
 def test_offline_end_to_end_with_real_tools(minilm_deps: Deps) -> None:
-    config = {"tools": ["calculator", "date_diff", "word_count", "current_time"]}
+    config = {"tools": ["calculator", "date_diff", "text_stats", "current_time"]}
     ctx = context()
     text = 'What is 12 * 7 and how many days between 2024-01-01 and 2024-03-01? Then count the words in "to be or not to be"'
     out = asyncio.run(planned(config, minilm_deps, text, ctx))
-    assert [c.name for c in out.tool_calls] == ["calculator", "date_diff", "word_count"]
+    assert [c.name for c in out.tool_calls] == ["calculator", "date_diff", "text_stats"]
     assert out.tool_calls[0].result == 84 and out.tool_calls[1].result["days"] == 60
     assert out.tool_calls[2].result["words"] == 6
     assert "84" in out.answer and "60 days after 2024-01-01" in out.answer and "words 6" in out.answer
@@ -208,25 +208,25 @@ def test_search_docs_reads_the_index_through_injected_deps(warm: dict[str, Any])
 
 
 def test_llm_calls_tools_in_order_and_feeds_results_back(llm: ScriptedLLM, tmp_path: Path) -> None:
-    llm.script("order", [tool_calls(("calculator", {"expression": "12*7"}), ("word_count", {"text": "a b c"})),
+    llm.script("order", [tool_calls(("calculator", {"expression": "12*7"}), ("text_stats", {"text": "a b c"})),
                          answer("12*7 is 84 and the text has 3 words.")])
     ctx = context()
-    out = asyncio.run(planned({"tools": ["calculator", "word_count"]}, llm_deps(llm, tmp_path, "order"),
+    out = asyncio.run(planned({"tools": ["calculator", "text_stats"]}, llm_deps(llm, tmp_path, "order"),
                               "What is 12*7, and how many words in 'a b c'?", ctx))
     assert out.planner == "llm" and out.stopped == "done" and out.answer == "12*7 is 84 and the text has 3 words."
     assert [(c.name, c.result, c.iteration) for c in out.tool_calls] == [
-        ("calculator", 84, 1), ("word_count", {"words": 3, "characters": 5, "sentences": 1}, 1)]
+        ("calculator", 84, 1), ("text_stats", {"words": 3, "characters": 5, "sentences": 1}, 1)]
     first, second = llm.calls("order")
     assert first["model"] == "order" and first["messages"][0]["role"] == "system"
     assert first["messages"][1] == {"role": "user", "content": "What is 12*7, and how many words in 'a b c'?"}
-    assert sorted(t["function"]["name"] for t in first["tools"]) == ["calculator", "word_count"]
+    assert sorted(t["function"]["name"] for t in first["tools"]) == ["calculator", "text_stats"]
     assert first["tools"][0]["function"]["parameters"]["required"] == ["expression"]
     assistant, result_1, result_2 = second["messages"][2:]
-    assert [c["function"]["name"] for c in assistant["tool_calls"]] == ["calculator", "word_count"]
+    assert [c["function"]["name"] for c in assistant["tool_calls"]] == ["calculator", "text_stats"]
     assert result_1 == {"role": "tool", "tool_call_id": "call_0", "content": "84"}
     assert result_2["tool_call_id"] == "call_1" and json.loads(result_2["content"])["words"] == 3
     assert [(s.name, s.kind, s.status) for s in ctx.spans] == [
-        ("chat", "llm", "ok"), ("calculator", "tool", "ok"), ("word_count", "tool", "ok"), ("chat", "llm", "ok")]
+        ("chat", "llm", "ok"), ("calculator", "tool", "ok"), ("text_stats", "tool", "ok"), ("chat", "llm", "ok")]
     assert ctx.spans[0].attributes["tool_calls_requested"] == 2 and ctx.spans[0].attributes["call.input_tokens"] == 100
     assert len(ctx.usage) == 2  # one per model call
 

@@ -73,7 +73,7 @@ def test_word_count_and_its_text() -> None:
     assert text_to_count('count the words in "to be or not"') == {"text": "to be or not"}
     assert text_to_count("how many words are in the sentence the cat sat?") == {"text": "the cat sat"}
     assert text_to_count("count the words please") is None
-    assert asyncio.run(tools()["word_count"].call({"text": "One two. Three!"})) == {"words": 3, "characters": 15, "sentences": 2}
+    assert asyncio.run(tools()["text_stats"].call({"text": "One two. Three!"})) == {"words": 3, "characters": 15, "sentences": 2}
 
 
 def test_time_zone_is_found_by_place() -> None:
