@@ -167,7 +167,7 @@ class Planner:
             note = self._limit_note(outcome.stopped, ctx, "model calls")
             head = f"The model had not answered when the plan stopped. {note}"
             answer = compose_answer(executor.records, []) + "\n" + head if executor.records else head
-        return PlannerOutput(answer=answer.strip(), tool_calls=executor.records, stopped=outcome.stopped,  # type: ignore[arg-type]
+        return PlannerOutput(answer=answer.strip(), tool_calls=executor.records, stopped=outcome.stopped,
                              planner="llm", spent_usd=round(ctx.cost_so_far(), 8))
 
     async def _run_offline(self, text: str, ctx: StepContext, deps: Deps, executor: ToolExecutor) -> PlannerOutput:
@@ -186,5 +186,5 @@ class Planner:
         if outcome.stopped == "no_match":
             notes.insert(0, f"No tool fits this request; the tools are: {', '.join(sorted(self.tools))}.")
         return PlannerOutput(answer=compose_answer(executor.records, notes), tool_calls=executor.records,
-                             stopped=outcome.stopped, planner="offline", unmatched=unmatched,  # type: ignore[arg-type]
+                             stopped=outcome.stopped, planner="offline", unmatched=unmatched,
                              spent_usd=round(ctx.cost_so_far(), 8))

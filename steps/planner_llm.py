@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from steps.base import StepContext
 from steps.generation import cost_usd
@@ -35,7 +35,7 @@ __all__ = ["LLMOutcome", "run_llm"]
 
 @dataclass
 class LLMOutcome:
-    stopped: str  # done | max_iterations | budget
+    stopped: Literal["done", "max_iterations", "budget"]
     answer: str | None  # the model's final answer; None when a limit stopped it first
     model_calls: int
 

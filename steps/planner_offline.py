@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -107,7 +107,7 @@ class Selection:
 
 @dataclass
 class OfflineOutcome:
-    stopped: str  # done | no_match | max_iterations | budget
+    stopped: Literal["done", "no_match", "max_iterations", "budget"]
     selections: list[Selection]
     not_done: list[str]  # clauses chosen for a tool but not run (a limit stopped the plan)
 
@@ -178,7 +178,7 @@ class OfflinePlanner:
         """Select, then call the chosen tools in order within the limits."""
         selections = await self.select(text)
         planned = [s for s in selections if s.tool is not None]
-        stopped = "done" if planned else "no_match"
+        stopped: Literal["done", "no_match", "max_iterations", "budget"] = "done" if planned else "no_match"
         not_done: list[str] = []
         for i, selection in enumerate(planned):
             assert selection.tool is not None
