@@ -69,7 +69,7 @@ def broker(port: int) -> None:
 
 def _worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--pipeline", multiple=True,
-                      help="pipeline to run: a bundled name (support, echo, research, onboarding, devteam) or a YAML/JSON file; repeatable (default support)")(fn)
+                      help="pipeline to run: a bundled name (support, echo, research, onboarding, devteam, assistant) or a YAML/JSON file; repeatable (default support)")(fn)
     fn = click.option("--steps", help="comma-separated components to run: ingress, a pipeline node, ledger (default all)")(fn)
     fn = click.option("--metrics-port", type=int, help="port of /metrics (default 9108; 0 picks a free one)")(fn)
     fn = click.option("--metrics-host", help="address /metrics binds (default 127.0.0.1)")(fn)

@@ -1,6 +1,7 @@
 """The demo's second half: one request of each workflow of the product brief, end to end on the broker.
 
 - ``research``: a question answered from the Python docs and WordNet, with a fact-check verdict per cited sentence;
+- ``assistant``: the planner chooses and calls tools (offline: by matching the request against their descriptions);
 - ``onboarding``: two rendered ID documents; the clean applicant passes, the risky one waits for a person, and
   the demo itself answers with ``conveyor approve`` (a subprocess, as a person at a terminal would);
 - ``devteam``: with an LLM configured (``CONVEYOR_LLM_PROVIDER=openai``) a feature request; offline it shows the
@@ -28,8 +29,9 @@ from streams.topics import RESULTS
 
 __all__ = ["WORKFLOWS", "run_workflows"]
 
-WORKFLOWS = ("research", "onboarding", "devteam")
+WORKFLOWS = ("research", "assistant", "onboarding", "devteam")
 RESEARCH_QUESTION = "What does idempotent mean, and how do I make a Python function idempotent?"
+TOOLS_QUESTION = "What is 17 * 23, and how many days are there between 2026-01-01 and 2026-03-01?"
 FEATURE = "Add a slugify(text) function that lowercases, strips accents and joins words with hyphens, with tests."
 
 
@@ -83,6 +85,15 @@ def _research(settings: Settings, run_id: str, timeout_s: float) -> None:
     _show(result, time.time() - t)
 
 
+def _assistant(settings: Settings, run_id: str, timeout_s: float) -> None:
+    _header("assistant: the planner picks tools (calculator, dates, docs search...), each call a span")
+    click.echo(f"$ conveyor ask --pipeline assistant {TOOLS_QUESTION!r}")
+    t = time.time()
+    result = asyncio.run(_ask(settings, {"id": f"demo-{run_id}-assistant", "text": TOOLS_QUESTION,
+                                         "pipeline": "assistant", "tenant": "acme"}, timeout_s))
+    _show(result, time.time() - t)
+
+
 def _onboarding(settings: Settings, run_id: str, run_dir: Path, timeout_s: float) -> None:
     from steps.onboarding.samples import demo_applicants
 
@@ -121,5 +132,6 @@ def _devteam(settings: Settings, run_id: str, timeout_s: float) -> None:
 def run_workflows(settings: Settings, run_id: str, run_dir: Path, timeout_s: float) -> None:
     """One request of each workflow against the running broker and workers (they serve ``WORKFLOWS``)."""
     _research(settings, run_id, timeout_s)
+    _assistant(settings, run_id, timeout_s)
     _onboarding(settings, run_id, run_dir, timeout_s)
     _devteam(settings, run_id, timeout_s)
