@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from streams.app import Settings
+from streams.budget import check_tiers, gate_for
 from streams.envelope import DeadLetter, Envelope, Frame, Result, encode
 from streams.graph import GraphSpec, analyse
 from streams.ingress import IngressProcessor
@@ -32,6 +33,7 @@ from streams.ledger import LedgerProcessor
 from streams.metrics import Metrics
 from streams.outputs import Outputs
 from streams.processor import StepProcessor, StepTables
+from streams.spend import SpendView
 from streams.state import MemoryTable
 from streams.topics import DLQ, LEDGER, REQUESTS, RESULTS, TRACES, step_topic
 
@@ -116,7 +118,8 @@ def _load(pipeline: GraphSpec | str | Path) -> GraphSpec:
 
 
 async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settings, deps: Any,
-               build_step: Callable[[str, dict[str, Any]], Any] | None, max_messages: int) -> Run:
+               build_step: Callable[[str, dict[str, Any]], Any] | None, max_messages: int,
+               spend: SpendView | None = None) -> Run:
     from streams.topology import default_build_step
 
     build_step = build_step or default_build_step
@@ -127,6 +130,9 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
     info = analyse(spec)
     ingress = IngressProcessor(outputs, _Served({spec.name: spec}), settings)
     ledger = LedgerProcessor(outputs, {}, MemoryTable(clock), durable=False)
+    check_tiers(spec, settings.tiers)
+    spend = spend if spend is not None else SpendView()  # fed by the in-process ledger below
+    budget = gate_for(settings, spend, clock)
     processors: dict[str, StepProcessor] = {}
     join_tables: dict[str, MemoryTable] = {}
     warmed: dict[int, Any] = {}
@@ -143,7 +149,7 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
         if node.join is not None:
             tables.joins = join_tables[node.name] = MemoryTable(clock)
         processors[step_topic(spec.name, node.name)] = StepProcessor(
-            spec, info, node, step, outputs, tables, settings.history_turns, clock=clock)
+            spec, info, node, step, outputs, tables, settings.history_turns, clock=clock, budget=budget)
     for request in requests:
         await queue.send(REQUESTS, None, orjson.dumps(request))
     handled = 0
@@ -157,6 +163,7 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
                 await ingress.process(message)
             elif message.topic == LEDGER:
                 await ledger.process(message)
+                spend.apply(message.value, message.timestamp)
             elif message.topic in processors:
                 await processors[message.topic].process(message)
         if not _tick_next_join(spec, join_tables, queue, clock):
@@ -197,8 +204,13 @@ def _final_results(values: Iterable[bytes]) -> tuple[list[Result], list[Result]]
 def run_pipeline(
     pipeline: GraphSpec | str | Path, requests: Iterable[dict[str, Any] | str], *, settings: Settings | None = None,
     deps: Any = None, build_step: Callable[[str, dict[str, Any]], Any] | None = None, max_messages: int = 100_000,
+    spend: SpendView | None = None,
 ) -> Run:
-    """Run ``requests`` through ``pipeline`` in-process; returns results (in request order), dead letters and spans."""
+    """Run ``requests`` through ``pipeline`` in-process; returns results (in request order), dead letters and spans.
+
+    ``spend`` is the tenants' spend that budgets (``settings.budgets``) are checked against; fill it
+    with ``SpendView.apply`` to start from spend already made today. The run's own ledger entries feed it.
+    """
     spec = _load(pipeline)
     settings = settings or Settings(broker="localhost:9092")
     batch = []
@@ -210,8 +222,8 @@ def run_pipeline(
     if deps is None:
         from steps.deps import Deps, ResourceConfig
 
-        deps = Deps(ResourceConfig(index_dir=settings.index_dir, corpus_path=settings.corpus))
-    outcome = asyncio.run(_run(spec, batch, settings, deps, build_step, max_messages))
+        deps = Deps(ResourceConfig(index_dir=settings.index_dir, corpus_path=settings.corpus, prices=dict(settings.prices)))
+    outcome = asyncio.run(_run(spec, batch, settings, deps, build_step, max_messages, spend))
     order = {(r.get("tenant", "default"), r["id"]): i for i, r in enumerate(batch)}
     outcome.results.sort(key=lambda res: order.get((res.tenant or "default", res.id), len(order)))
     return outcome
