@@ -59,6 +59,7 @@ class Run:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
     messages: int = 0
+    metrics: Metrics | None = None  # the series the run's processors recorded (``metrics.exposition()``)
 
 
 class _Clock:
@@ -171,7 +172,8 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
     results, duplicates = _final_results(queue.sent.get(RESULTS, []))
     letters = [DeadLetter.model_validate_json(v) for v in queue.sent.get(DLQ, [])]
     spans = [orjson.loads(v) for v in queue.sent.get(TRACES, [])]
-    return Run(results=results, duplicates=duplicates, dead_letters=letters, spans=spans, messages=handled)
+    return Run(results=results, duplicates=duplicates, dead_letters=letters, spans=spans, messages=handled,
+               metrics=metrics)
 
 
 def _tick_next_join(spec: GraphSpec, tables: dict[str, MemoryTable], queue: _Queue, clock: _Clock) -> bool:
