@@ -233,7 +233,8 @@ class LedgerFollower:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms)
         for records in batches.values():
             for record in records:
-                self.view.apply(record.value, record.timestamp / 1000.0)
+                at = record.timestamp / 1000.0 if record.timestamp and record.timestamp > 0 else time.time()
+                self.view.apply(record.value, at)
 
     async def stop(self) -> None:
         if self._consumer is not None:
