@@ -150,21 +150,23 @@ class LedgerFollower:
     """Reads every partition of ``conveyor.ledger`` into a :class:`SpendView`, from the beginning, then follows."""
 
     def __init__(self, bootstrap_servers: list[str], client_kwargs: dict[str, Any] | None = None,
-                 view: SpendView | None = None, fetch_max_wait_ms: int = 100, catch_up_cap_s: float = 60.0) -> None:
+                 view: SpendView | None = None, fetch_max_wait_ms: int = 100, catch_up_cap_s: float = 60.0,
+                 retry_s: float = 2.0) -> None:
         self.servers = bootstrap_servers
         self.kwargs = dict(client_kwargs or {})
         self.view = view if view is not None else SpendView()
         self.view.mark_loading()
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.catch_up_cap_s = catch_up_cap_s
+        self.retry_s = retry_s
         self.caught_up_s: float | None = None  # how long the first catch-up took
         self._consumer: Any = None
 
-    async def run(self, retry_s: float = 2.0) -> None:
+    async def run(self) -> None:
         """Catch up, then follow until cancelled (a Faust app task: cancelled when the app stops).
 
-        A start that fails (the broker away) is tried again every ``retry_s``; until one succeeds
-        the view is not ready and budget checks use what it holds.
+        No parameters: Faust passes the app to a task that takes one. A start that fails (the
+        broker away) is tried again every ``retry_s``; until one succeeds the view is not ready.
         """
         try:
             while True:
@@ -174,9 +176,10 @@ class LedgerFollower:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - aiokafka raises several kinds; try again
-                    log.warning("spend view: reading %s failed to start (%r); retrying in %.0fs", LEDGER, exc, retry_s)
+                    log.warning("spend view: reading %s failed to start (%r); retrying in %.0fs", LEDGER, exc,
+                                self.retry_s)
                     await self.stop()
-                    await asyncio.sleep(retry_s)
+                    await asyncio.sleep(self.retry_s)
             await self.follow()
         finally:
             await self.stop()

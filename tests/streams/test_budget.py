@@ -326,3 +326,23 @@ def test_reject_applies_whatever_tier_the_rule_picks(llm_deps: Any, fake_llm: An
     (hi,) = outcome.results
     assert models == [] and hi.status == "rejected" and hi.route == ["classification", "generation (over budget)"]
     assert "$0.500000 today" in (hi.error or "")
+
+
+def test_the_ledger_follower_keeps_trying_while_no_broker_answers() -> None:
+    import inspect
+
+    from streams.spend import LedgerFollower
+
+    follower = LedgerFollower(["127.0.0.1:1"], retry_s=0.05)
+    assert not inspect.signature(follower.run).parameters  # a Faust task: one taking a parameter is passed the app
+
+    async def go() -> None:
+        task = asyncio.ensure_future(follower.run())
+        await asyncio.sleep(0.5)
+        assert not task.done()  # still retrying, not crashed
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert not follower.view.is_ready() and follower._consumer is None
