@@ -100,6 +100,8 @@ def compose_answer(records: list[ToolCallRecord], notes: list[str]) -> str:
 class Planner:
     """Plans and runs tool calls for a request (a chat model's tool calling, or offline matching)."""
 
+    calls_model = True  # budgets and tiers are enforced before it runs
+
     def __init__(
         self, tools: list[str] | None = None, max_iterations: int = 5, budget_usd: float | None = None,
         system: str = DEFAULT_SYSTEM, min_score: float = 0.22, max_tokens: int = 800,

@@ -175,10 +175,12 @@ def _pipeline_name(ref: str) -> str:
 @click.argument("path_or_name")
 def check(path_or_name: str) -> None:
     """Validate a pipeline file (or a bundled pipeline): exit 1 with the first error, naming file, node and field."""
+    from streams.budget import check_tiers
     from streams.pipeline_file import load_pipeline
 
     try:
         spec = load_pipeline(path_or_name)
+        check_tiers(spec, settings_from().tiers, path_or_name)  # tier names against CONVEYOR_TIERS, when set
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{path_or_name}: pipeline {spec.name!r} is valid ({len(spec.nodes)} nodes, entry {spec.entry!r})")

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from steps.base import StepContext, Turn
 from streams import joins
 from streams.approvals import ApprovalRequest, approval_request_message, is_resume, parked_key
+from streams.budget import BudgetGate, TierChoice, before_step, note_spend
 from streams.dispatch import sleep_without_slot
 from streams.envelope import Citation, Envelope, Frame, Result, SafetyReport, Status, decode, encode
 from streams.errors import EnvelopeDecodeError
@@ -79,7 +80,7 @@ class StepProcessor:
 
     def __init__(
         self, spec: GraphSpec, info: GraphInfo, node: Node, step: Any, outputs: Outputs, tables: StepTables,
-        history_turns: int, clock: Callable[[], float] = time.time,
+        history_turns: int, clock: Callable[[], float] = time.time, budget: BudgetGate | None = None,
     ) -> None:
         self.spec = spec
         self.info = info
@@ -89,6 +90,7 @@ class StepProcessor:
         self.tables = tables
         self.history_turns = history_turns
         self.clock = clock
+        self.budget = budget  # model tiers and tenant budgets (streams/budget.py); None: neither
         self.pipeline = spec.name
         self.scrub = outputs.scrub
         self.labels = (self.pipeline, node.name)
@@ -189,6 +191,9 @@ class StepProcessor:
             return await self._failed(message, env, trace, key, Outcome("failed", attempts=0, error=exc), pending)
         if getattr(self.step, "parks", False) and self.tables.parked is not None:
             return await self._park(message, env, parsed, ctx, trace, key, visits, pending)
+        refused = await before_step(self.budget, node, self.step, env, ctx, trace, self.outputs.metrics)
+        if refused is not None:
+            return await self._refuse_over_budget(message, env, trace, key, refused, pending)
         outcome = await self._run(parsed, ctx, env)
         trace.attempt = outcome.attempts
         trace.usage = ctx.usage
@@ -197,6 +202,7 @@ class StepProcessor:
             env.usage.add(u.input_tokens, u.output_tokens, u.cost_usd)
             self.outputs.metrics.record_usage(self.pipeline, node.name, env.request.tenant, u.model,
                                               u.input_tokens, u.output_tokens, u.cost_usd)
+        note_spend(self.budget, env, ctx)
         if outcome.status != "ok":
             return await self._failed(message, env, trace, key, outcome, pending)
         output = outcome.value.model_dump(mode="json")
@@ -229,6 +235,19 @@ class StepProcessor:
         pending.clear()
         value = {"status": status, "attempts": attempts, "route": list(env.route), "next": target, "output": output}
         _wrote(pending, self.tables.request_state.set(key, value, partition))
+
+    # -- model tier and budget (streams/budget.py) ------------------------------------------------
+
+    async def _refuse_over_budget(self, message: Any, env: Envelope, trace: StepTrace, key: str, choice: TierChoice,
+                                  pending: Pending) -> str:
+        """The tenant is over its budget and CONVEYOR_OVER_BUDGET=reject: end ``rejected``, the step never runs."""
+        reason = f"{self.node.name}: {choice.rejected}"
+        log.info("%s: request %s rejected: %s", self.node.name, env.request.id, reason)
+        trace.error = reason
+        env.route.append(f"{self.node.name} (over budget)")
+        await self._end(env, "rejected", reason, pending)
+        await self._settle(pending, key, env, message.partition, "rejected", 0, None, None)
+        return "rejected"
 
     # -- where the outcome goes ----------------------------------------------------------------
 

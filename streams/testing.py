@@ -31,6 +31,7 @@ import orjson
 
 from streams.app import Settings
 from streams.approvals import ApprovalRouter, resume_message, waiting
+from streams.budget import check_tiers, gate_for
 from streams.envelope import DeadLetter, Envelope, Frame, Result, encode
 from streams.graph import GraphSpec, analyse
 from streams.ingress import IngressProcessor
@@ -38,6 +39,7 @@ from streams.ledger import LedgerProcessor
 from streams.metrics import Metrics
 from streams.outputs import Outputs
 from streams.processor import StepProcessor, StepTables
+from streams.spend import SpendView
 from streams.state import MemoryTable
 from streams.topics import (
     APPROVAL_DECISIONS,
@@ -74,6 +76,7 @@ class Run:
     spans: list[dict[str, Any]] = field(default_factory=list)
     messages: int = 0
     pending: list[Result] = field(default_factory=list)  # pending_approval notices, in the order sent
+    metrics: Metrics | None = None  # the series the run's processors recorded (``metrics.exposition()``)
 
 
 class _Clock:
@@ -137,7 +140,7 @@ Answer = str | dict[str, Any]
 
 async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settings, deps: Any,
                build_step: Callable[[str, dict[str, Any]], Any] | None, max_messages: int,
-               answers: dict[str, Answer]) -> Run:
+               answers: dict[str, Answer], spend: SpendView | None = None) -> Run:
     from streams.topology import default_build_step
 
     build_step = build_step or default_build_step
@@ -148,6 +151,9 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
     info = analyse(spec)
     ingress = IngressProcessor(outputs, _Served({spec.name: spec}), settings)
     ledger = LedgerProcessor(outputs, {}, MemoryTable(clock), durable=False)
+    check_tiers(spec, settings.tiers)
+    spend = spend if spend is not None else SpendView()  # fed by the in-process ledger below
+    budget = gate_for(settings, spend, clock)
     processors: dict[str, StepProcessor] = {}
     join_tables: dict[str, MemoryTable] = {}
     parked: dict[str, MemoryTable] = {}
@@ -168,7 +174,7 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
         if getattr(step, "parks", False):
             tables.parked = parked[node.name] = MemoryTable(clock)
         processors[step_topic(spec.name, node.name)] = StepProcessor(
-            spec, info, node, step, outputs, tables, settings.history_turns, clock=clock)
+            spec, info, node, step, outputs, tables, settings.history_turns, clock=clock, budget=budget)
     for request in requests:
         await queue.send(REQUESTS, None, orjson.dumps(request))
     handled = 0
@@ -183,6 +189,7 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
                 await ingress.process(message)
             elif message.topic == LEDGER:
                 await ledger.process(message)
+                spend.apply(message.value, message.timestamp)
             elif message.topic in (APPROVALS, APPROVAL_REQUESTS, APPROVAL_DECISIONS):
                 await router.process(message)
             elif message.topic in processors:
@@ -197,7 +204,7 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
     letters = [DeadLetter.model_validate_json(v) for v in queue.sent.get(DLQ, [])]
     spans = [orjson.loads(v) for v in queue.sent.get(TRACES, [])]
     return Run(results=results, duplicates=duplicates, dead_letters=letters, spans=spans, messages=handled,
-               pending=pending)
+               pending=pending, metrics=metrics)
 
 
 def _answer_parked(parked: dict[str, MemoryTable], answers: dict[str, Answer], answered: set[str], queue: _Queue) -> bool:
@@ -259,11 +266,13 @@ def _final_results(values: Iterable[bytes]) -> tuple[list[Result], list[Result]]
 def run_pipeline(
     pipeline: GraphSpec | str | Path, requests: Iterable[dict[str, Any] | str], *, settings: Settings | None = None,
     deps: Any = None, build_step: Callable[[str, dict[str, Any]], Any] | None = None, max_messages: int = 100_000,
-    approvals: dict[str, Answer] | None = None,
+    approvals: dict[str, Answer] | None = None, spend: SpendView | None = None,
 ) -> Run:
     """Run ``requests`` through ``pipeline`` in-process; returns results (in request order), dead letters and spans.
 
     ``approvals`` answers parked requests by id (``"approve"``, ``"reject"`` or a decision dict); the rest expire.
+    ``spend`` is the tenants' spend that budgets (``settings.budgets``) are checked against; fill it
+    with ``SpendView.apply`` to start from spend already made today. The run's own ledger entries feed it.
     """
     spec = _load(pipeline)
     settings = settings or Settings(broker="localhost:9092")
@@ -276,8 +285,8 @@ def run_pipeline(
     if deps is None:
         from steps.deps import Deps, ResourceConfig
 
-        deps = Deps(ResourceConfig(index_dir=settings.index_dir, corpus_path=settings.corpus))
-    outcome = asyncio.run(_run(spec, batch, settings, deps, build_step, max_messages, dict(approvals or {})))
+        deps = Deps(ResourceConfig(index_dir=settings.index_dir, corpus_path=settings.corpus, prices=dict(settings.prices)))
+    outcome = asyncio.run(_run(spec, batch, settings, deps, build_step, max_messages, dict(approvals or {}), spend))
     order = {(r.get("tenant", "default"), r["id"]): i for i, r in enumerate(batch)}
     outcome.results.sort(key=lambda res: order.get((res.tenant or "default", res.id), len(order)))
     return outcome

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from streams import approvals, faust_adapter
 from streams.app import Settings, create_app
+from streams.budget import BudgetGate, check_tiers, gate_for
 from streams.envelope import Envelope, Frame, encode
 from streams.errors import ConfigError
 from streams.graph import TERMINALS, GraphSpec, analyse
@@ -25,6 +26,7 @@ from streams.ledger import LedgerProcessor
 from streams.metrics import Metrics
 from streams.outputs import Outputs
 from streams.processor import StepProcessor, StepTables
+from streams.spend import TENANT_SPEND, LedgerFollower
 from streams.state import ExpiringTable
 from streams.topics import (
     APPROVAL_DECISIONS,
@@ -195,6 +197,30 @@ def _waiting(value: Any, now: float) -> bool:
     return deadline is None or now < float(deadline) + 60.0
 
 
+class _Budgets:
+    """The worker's budget gate; its spend view follows ``conveyor.ledger`` once a gated node needs it."""
+
+    def __init__(self, settings: Settings, compiled: Compiled) -> None:
+        self.compiled = compiled
+        self.follower = LedgerFollower(settings.bootstrap_servers(), settings.client_kwargs()) if settings.budgets else None
+        self.gate = gate_for(settings, self.follower.view if self.follower is not None else None)
+        self.started = False
+        self.nodes = 0
+
+    def gate_for_node(self, app: Any, node: Any, step: Any) -> BudgetGate:
+        self.nodes += 1
+        if self.follower is not None and not self.started and self.gate.applies(node.tier, step):
+            self.started = True  # one view per process, run by the first app that has a gated node
+            app.task(self.follower.run, on_leader=False)
+            self.compiled.tables[TENANT_SPEND] = {"budget": self.follower.view}
+        return self.gate
+
+    def check(self) -> None:
+        if self.follower is not None and self.nodes and not self.started:
+            log.warning("CONVEYOR_BUDGETS is set, but no node this worker runs has tier: or a step with "
+                        "calls_model = True: budgets are enforced only before such nodes")
+
+
 def compile(
     specs: GraphSpec | list[GraphSpec],
     settings: Settings,
@@ -217,6 +243,9 @@ def compile(
     wanted = set(only) or set(known)
     compiled = Compiled()
     warmed: dict[int, Any] = {}
+    for spec in specs:  # tier names against CONVEYOR_TIERS: a load error, before any group is joined
+        check_tiers(spec, settings.tiers)
+    budgets = _Budgets(settings, compiled)
 
     def new_app(app_id: str) -> tuple[Any, Outputs]:
         app = create_app(settings, app_id, embedded=embedded)
@@ -278,11 +307,13 @@ def compile(
             targets = {*node.targets(), node.name, *([info.join_of[node.name]] if node.name in info.join_of else [])}
             for target in targets - set(TERMINALS):
                 outputs.topic(step_topic(spec.name, target))
-            processor = StepProcessor(spec, info, node, step, outputs, tables, settings.history_turns)
+            processor = StepProcessor(spec, info, node, step, outputs, tables, settings.history_turns,
+                                      budget=budgets.gate_for_node(app, node, step))
             limit = node.policy.concurrency or settings.concurrency_for(node.name)
             agent(app, outputs, step_topic(spec.name, node.name), node.name, processor.process, limit, spec.name, processor)
             _with_sweeps(app, swept, settings.sweep_interval_s)
     compiled.steps = list(warmed.values())
+    budgets.check()
 
     if "ledger" in wanted:
         app, outputs = new_app("conveyor-ledger")

@@ -36,6 +36,7 @@ class Agent:
     """What the three agents share: the deps from warm-up, the offline refusal, one booked model call."""
 
     role = "agent"
+    calls_model = True  # budgets and tiers are enforced before it runs
 
     def __init__(self, max_tokens: int = 1200) -> None:
         self.max_tokens = max_tokens

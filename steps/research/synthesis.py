@@ -100,6 +100,8 @@ def _citations(sources: list[NumberedSource]) -> list[Citation]:
 class ResearchSynthesis:
     """The answer, with ``[n]`` citations: extractive offline, written by the chat model when one is configured."""
 
+    calls_model = True  # budgets and tiers are enforced before it runs
+
     def __init__(
         self, max_sentences: int = 4, min_score: float = 0.3, min_each: float = 0.45, max_tokens: int = 400,
         use_llm: bool = True,
