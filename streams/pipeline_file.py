@@ -36,6 +36,8 @@ def resolve_step(ref: str, config: dict[str, Any]) -> Any:
 
     definition = resolve(ref)
     definition.check_config(config)
+    if definition.kind == "class":
+        definition.build(config)  # __init__ is cheap by contract: its own checks (a tool name, a range) fail at load too
     return definition
 
 
