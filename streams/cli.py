@@ -384,14 +384,16 @@ def dlq_replay(step: str | None, since: str | None, dry_run: bool, broker: str |
 @click.option("--workers", type=int, default=1, show_default=True, help="worker processes to start")
 @click.option("--timeout", type=float, default=240.0, show_default=True, help="seconds to wait for the results")
 @click.option("--pipeline", multiple=True, help="also serve this pipeline (a file or bundled name) and send it a sample; repeatable")
-def demo(workers: int, timeout: float, pipeline: tuple[str, ...]) -> None:
+@click.option("--no-workflows", is_flag=True, help="only the support samples (skip research, assistant, onboarding, devteam)")
+def demo(workers: int, timeout: float, pipeline: tuple[str, ...], no_workflows: bool) -> None:
     """The whole thing on the embedded broker: sample requests end to end, with a summary table."""
     from streams.demo import SAMPLES, run_demo
 
     extra = [ref for ref in pipeline if ref != "support"]
     samples = SAMPLES + [{"text": "hello big world", "tenant": "demo", "pipeline": _pipeline_name(ref)} for ref in extra]
     try:
-        sys.exit(run_demo(workers=workers, timeout_s=timeout, samples=samples, pipelines=("support", *extra)))
+        sys.exit(run_demo(workers=workers, timeout_s=timeout, samples=samples, pipelines=("support", *extra),
+                          workflows=not no_workflows))
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
 

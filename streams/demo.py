@@ -91,11 +91,20 @@ def _print_metrics(ports: list[int]) -> None:
         for step in STEP_ORDER if step in work))
 
 
+def _workflows() -> tuple[str, ...]:
+    from streams.demo_workflows import WORKFLOWS
+
+    return WORKFLOWS
+
+
 def run_demo(
     workers: int = 1, timeout_s: float = 240.0, samples: list[dict[str, Any]] | None = None,
-    pipelines: tuple[str, ...] = ("support",),
+    pipelines: tuple[str, ...] = ("support",), workflows: bool = False,
 ) -> int:
-    """Start broker and workers, run the samples, print results and per-step figures, stop all."""
+    """Start broker and workers, run the samples, print results and per-step figures, stop all.
+
+    ``workflows``: the workers also serve the brief's workflows (``streams.demo_workflows``), run one request each.
+    """
     from steps.embedding import MiniLMEmbedder
     from steps.index import default_corpus, load_or_build
 
@@ -115,7 +124,8 @@ def run_demo(
         click.echo(f"embedded broker on {broker.bootstrap}; starting {workers} worker(s)")
         ports = []
         for i in range(workers):
-            proc, port = spawn_worker(broker.bootstrap, run_dir / f"worker-{i}.log", CONVEYOR_PIPELINE=",".join(pipelines))
+            served = (*pipelines, *(w for w in _workflows() if w not in pipelines)) if workflows else pipelines
+            proc, port = spawn_worker(broker.bootstrap, run_dir / f"worker-{i}.log", CONVEYOR_PIPELINE=",".join(served))
             procs.append(proc)
             ports.append(port)
         for i, (port, proc) in enumerate(zip(ports, procs, strict=True)):
@@ -131,6 +141,10 @@ def run_demo(
         print_table(results, batch)
         print_steps(spans)
         _print_metrics(ports)
+        if workflows:
+            from streams.demo_workflows import run_workflows
+
+            run_workflows(Settings(broker=broker.bootstrap), run_id, run_dir, timeout_s)
         click.echo(f"\n{len(results)} results in {time.time() - started:.1f}s in all (logs in {run_dir}/)")
         return 0
     finally:
