@@ -17,6 +17,7 @@ from steps.base import (
 )
 from steps.classification import Classification
 from steps.deps import Deps, ResourceConfig
+from steps.approval import Approval
 from steps.echo import Echo
 from steps.generation import Generation
 from steps.registry import (
@@ -37,7 +38,13 @@ from steps.registry import (
 from steps.retrieval import Retrieval
 from steps.safety import Safety
 
+# the workflows' steps (research, devteam, ...): importing registers their names for pipeline files
+import steps.devteam  # noqa: E402,F401
+import steps.planner  # noqa: E402,F401
+import steps.research  # noqa: E402,F401
+
 __all__ = [
+    "Approval",
     "Classification",
     "Deps",
     "Echo",

@@ -42,6 +42,7 @@ class Generation:
     """Asks the configured provider for an answer and records its tokens and cost."""
 
     uses_history: ClassVar[bool] = True
+    calls_model: ClassVar[bool] = True  # budgets and tiers are enforced before it runs
 
     def __init__(self, max_tokens: int = 400) -> None:
         self.max_tokens = max_tokens

@@ -113,9 +113,9 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def _hints(fn: Callable[..., Any], what: str, localns: dict[str, Any] | None) -> dict[str, Any]:
+def _hints(fn: Callable[..., Any], what: str, localns: dict[str, Any] | None, extras: bool = False) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(fn, localns=localns)
+        return typing.get_type_hints(fn, localns=localns, include_extras=extras)
     except Exception as exc:  # NameError for an undefined or TYPE_CHECKING-only name, TypeError for bad ones
         raise StepDefinitionError(
             f"{what}: its annotations cannot be resolved ({type(exc).__name__}: {exc}); import every type it "
@@ -152,7 +152,7 @@ def _config_model(cls: type, what: str, localns: dict[str, Any] | None) -> type[
     fields: dict[str, Any] = {}
     extra: Literal["allow", "forbid"] = "forbid"
     if init is not object.__init__:
-        hints = _hints(init, f"{what}.__init__", localns)
+        hints = _hints(init, f"{what}.__init__", localns, extras=True)  # Annotated[float, Field(gt=0)] constrains
         for p in list(inspect.signature(init).parameters.values())[1:]:
             if p.kind is inspect.Parameter.VAR_KEYWORD:
                 extra = "allow"

@@ -43,6 +43,7 @@ class StepRunner:
         self.Output = definition.Output
         self.uses_history = definition.uses_history
         self.instance = instance
+        self.parks = bool(getattr(instance, "parks", False))  # the approval step: the runtime parks its requests
         turn = getattr(instance if instance is not None else definition.target, "turn", None)
         self.turn: Callable[..., Any] | None = turn if callable(turn) else None
         self._call = call

@@ -12,30 +12,59 @@ in a worker thread, never on the event loop)::
         return len(text.split())
 
     await tools()["word_count"].call({"text": "a b c"})   # 3
+
+Dependencies are injected, not passed by the model: a parameter annotated :class:`steps.deps.Deps`
+or :class:`steps.base.StepContext` is left out of the argument model and filled by the caller
+(``call(args, deps=..., ctx=...)``), so a tool can search the index or book usage::
+
+    @tool(cost_usd=0.002)                      # what one call costs: budgets count it
+    async def search_docs(query: str, deps: Deps) -> list[dict]: ...
+
+``extract`` (optional) reads the tool's arguments out of a plain request for the offline planner
+(``fn(text) -> dict | None``, ``None``: nothing to call it with); without one the planner fills
+them by type. A pipeline names a tool by its registered name or as ``module:function``
+(:func:`resolve_tool`), the way it names steps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
+import math
+import os
 import re
+import sys
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-__all__ = ["ToolArgumentsError", "ToolDef", "ToolDefinitionError", "tool", "tools"]
+if TYPE_CHECKING:  # by name only at run time: the registry must not pull in the models and clients
+    from steps.base import StepContext
+    from steps.deps import Deps
+
+__all__ = [
+    "ToolArgumentsError", "ToolDef", "ToolDefinitionError", "UnknownToolError", "resolve_tool", "tool", "tools",
+]
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI accepts as a function name
 F = TypeVar("F", bound=Callable[..., Any])
+TOOL_ATTR = "__conveyor_tool__"
+INJECTABLE = {"steps.deps.Deps": "deps", "steps.base.StepContext": "ctx"}  # annotation -> what call() fills it with
+Extractor = Callable[[str], "dict[str, Any] | None"]
 
 _TOOLS: dict[str, ToolDef] = {}
 
 
 class ToolDefinitionError(Exception):
     """``@tool`` was used on a function it cannot describe: see the message for what to write."""
+
+
+class UnknownToolError(LookupError):
+    """A pipeline names a tool nothing registered: use a listed name or ``module:function``."""
 
 
 class ToolArgumentsError(ValueError):
@@ -59,9 +88,12 @@ class ToolDef:
     Args: type[BaseModel]
     fn: Callable[..., Any]
     takes_model: bool = False  # fn(args: Args) rather than fn(**fields)
+    cost_usd: float = 0.0  # what one call costs (a paid API): booked as usage, counted by budgets
+    injected: Mapping[str, str] = field(default_factory=dict, hash=False)  # parameter -> "deps" | "ctx", filled by call()
+    extract: Extractor | None = field(default=None, compare=False)  # text -> arguments, for the offline planner
 
-    async def call(self, args: Mapping[str, Any]) -> Any:
-        """Validate ``args`` (e.g. a model's JSON arguments) and call the tool with them."""
+    def validate(self, args: Mapping[str, Any]) -> BaseModel:
+        """``args`` as the tool's argument model, or :class:`ToolArgumentsError` listing each problem."""
         try:
             model = self.Args.model_validate(dict(args))
         except (ValidationError, TypeError, ValueError) as exc:
@@ -71,8 +103,22 @@ class ToolDef:
             raise ToolArgumentsError(
                 f"tool {self.name!r}: bad arguments ({problems}); it takes: {fields}", [dict(e) for e in errors]
             ) from None
+        return model
+
+    async def call(self, args: Mapping[str, Any], *, deps: Deps | None = None, ctx: StepContext | None = None) -> Any:
+        """Validate ``args`` (e.g. a model's JSON arguments) and call the tool with them.
+
+        ``deps`` and ``ctx`` fill the parameters annotated with their types; a tool that needs one
+        and is not given it raises :class:`ToolDefinitionError` (a bug in the caller, not the model).
+        """
+        model = self.validate(args)
         call_args: tuple[Any, ...] = (model,) if self.takes_model else ()
         kwargs = {} if self.takes_model else {k: getattr(model, k) for k in self.Args.model_fields}
+        given = {"deps": deps, "ctx": ctx}
+        for parameter, what in self.injected.items():
+            if given[what] is None:
+                raise ToolDefinitionError(f"tool {self.name!r} needs {what}: call it with .call(args, {what}=...)")
+            kwargs[parameter] = given[what]
         if inspect.iscoroutinefunction(self.fn):
             return await self.fn(*call_args, **kwargs)
         return await asyncio.to_thread(self.fn, *call_args, **kwargs)
@@ -89,17 +135,24 @@ def _description(fn: Callable[..., Any]) -> str:
     return " ".join(doc.strip().split("\n\n")[0].split())
 
 
-def _args_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], bool]:
+def _qualified(annotation: Any) -> str:
+    return f"{getattr(annotation, '__module__', '')}.{getattr(annotation, '__qualname__', '')}"
+
+
+def _args_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], bool, dict[str, str]]:
     what = f"tool {name!r} ({_where(fn)})"
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception as exc:
         raise ToolDefinitionError(f"{what}: its annotations cannot be resolved ({exc}); import them at module level") from None
-    params = list(inspect.signature(fn).parameters.values())
+    injected = {p: INJECTABLE[_qualified(h)] for p, h in hints.items() if p != "return" and _qualified(h) in INJECTABLE}
+    params = [p for p in inspect.signature(fn).parameters.values() if p.name not in injected]
     if len(params) == 1:
         only = hints.get(params[0].name)
         if isinstance(only, type) and issubclass(only, BaseModel):
-            return only, True
+            if params[0].kind is inspect.Parameter.KEYWORD_ONLY:
+                raise ToolDefinitionError(f"{what}: its model parameter {params[0].name!r} must not be keyword-only")
+            return only, True, injected
     fields: dict[str, Any] = {}
     for p in params:
         if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD, inspect.Parameter.POSITIONAL_ONLY):
@@ -114,7 +167,7 @@ def _args_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], boo
         model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
     except Exception as exc:
         raise ToolDefinitionError(f"{what}: its parameters cannot form a model ({exc}); use JSON-able types") from None
-    return model, False
+    return model, False, injected
 
 
 def _register(definition: ToolDef) -> None:
@@ -127,7 +180,9 @@ def _register(definition: ToolDef) -> None:
     _TOOLS[definition.name] = definition
 
 
-def _make(fn: Callable[..., Any], name: str | None, description: str | None) -> ToolDef:
+def _make(
+    fn: Callable[..., Any], name: str | None, description: str | None, cost_usd: float, extract: Extractor | None
+) -> ToolDef:
     if not inspect.isfunction(fn):
         raise ToolDefinitionError(f"@tool decorates {fn!r}; decorate a function (sync or async)")
     tool_name = name or fn.__name__
@@ -139,24 +194,35 @@ def _make(fn: Callable[..., Any], name: str | None, description: str | None) -> 
             f"tool {tool_name!r} ({_where(fn)}) has no description: give it a docstring or @tool(description=...); "
             "the model reads it to decide when to call the tool"
         )
-    model, takes_model = _args_model(fn, tool_name)
-    return ToolDef(tool_name, text, model, fn, takes_model)
+    if not (isinstance(cost_usd, (int, float)) and math.isfinite(cost_usd) and cost_usd >= 0):
+        raise ToolDefinitionError(f"tool {tool_name!r}: cost_usd must be a finite number >= 0, not {cost_usd!r}")
+    if extract is not None and not callable(extract):
+        raise ToolDefinitionError(f"tool {tool_name!r}: extract must be a function text -> dict | None")
+    model, takes_model, injected = _args_model(fn, tool_name)
+    return ToolDef(tool_name, text, model, fn, takes_model, float(cost_usd), injected, extract)
+
+
+def _declare(fn: F, definition: ToolDef) -> F:
+    _register(definition)
+    setattr(fn, TOOL_ATTR, definition)
+    return fn
 
 
 @overload
-def tool(name: F, description: None = None) -> F: ...
+def tool(name: F, description: None = None, *, cost_usd: float = 0.0, extract: Extractor | None = None) -> F: ...
 @overload
-def tool(name: str | None = None, description: str | None = None) -> Callable[[F], F]: ...
-def tool(name: Any = None, description: str | None = None) -> Any:
-    """Register a function as a tool; use as ``@tool``, ``@tool()`` or ``@tool("name", "what it does")``."""
+def tool(
+    name: str | None = None, description: str | None = None, *, cost_usd: float = 0.0, extract: Extractor | None = None
+) -> Callable[[F], F]: ...
+def tool(
+    name: Any = None, description: str | None = None, *, cost_usd: float = 0.0, extract: Extractor | None = None
+) -> Any:
+    """Register a function as a tool; use as ``@tool``, ``@tool()`` or ``@tool("name", "what it does", cost_usd=0.01)``."""
     if callable(name):
-        fn = name
-        _register(_make(fn, None, description))
-        return fn
+        return _declare(name, _make(name, None, description, cost_usd, extract))
 
     def decorate(fn: F) -> F:
-        _register(_make(fn, name, description))
-        return fn
+        return _declare(fn, _make(fn, name, description, cost_usd, extract))
 
     return decorate
 
@@ -164,3 +230,38 @@ def tool(name: Any = None, description: str | None = None) -> Any:
 def tools() -> dict[str, ToolDef]:
     """Every registered tool by name (a copy)."""
     return dict(_TOOLS)
+
+
+def resolve_tool(ref: str) -> ToolDef:
+    """The tool a pipeline names: a registered name, or ``module:function`` importable from cwd/PYTHONPATH."""
+    if ":" not in ref:
+        found = _TOOLS.get(ref)
+        if found is None:
+            raise UnknownToolError(
+                f"tool {ref!r} is not a known tool; registered: {sorted(_TOOLS)}; or write module:function "
+                "for a @tool in your own module (e.g. mytools:lookup)"
+            )
+        return found
+    module_name, _, attribute = ref.partition(":")
+    if not module_name or not attribute:
+        raise UnknownToolError(f"tool {ref!r}: write module:function, e.g. mytools:lookup")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)  # a user's tools live in the folder the worker runs from, like their steps
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UnknownToolError(
+            f"tool {ref!r}: importing {module_name!r} failed ({exc}); run the worker from the folder that holds "
+            f"{module_name.replace('.', '/')}.py, or add that folder to PYTHONPATH"
+        ) from None
+    obj: Any = module
+    for part in attribute.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            here = sorted(k for k, v in vars(module).items() if isinstance(getattr(v, TOOL_ATTR, None), ToolDef))
+            raise UnknownToolError(f"tool {ref!r}: module {module_name!r} has no {attribute!r}; tools it defines: {here}")
+    definition = getattr(obj, TOOL_ATTR, None)
+    if not isinstance(definition, ToolDef):
+        raise UnknownToolError(f"tool {ref!r} is not a tool: decorate it with @tool (from streams import tool)")
+    return definition

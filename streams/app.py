@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from streams.budget import REJECT, TIER_NAME, WILDCARD, Tier
 from streams.errors import ConfigError
 
 __all__ = ["Settings", "create_app"]
@@ -58,7 +59,11 @@ class Settings(BaseSettings):
     llm_max_concurrency: int = Field(default=16, ge=1)  # calls in flight to the LLM, per worker process
     llm_bulkhead_wait_s: float = Field(default=2.0, ge=0)  # wait for a free slot before failing fast
     llm_fallback: Literal["none", "extractive"] = "none"  # answers while the circuit is open or slots full
-    prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # model tiers and per-tenant budgets (streams/budget.py); tiers come before prices: their prices join that table
+    tiers: dict[str, Tier] = Field(default_factory=dict)  # '{"cheap": {"model": "gpt-4o-mini", ...}, "strong": ...}'
+    budgets: dict[str, float] = Field(default_factory=dict)  # USD per UTC day by tenant, "*" for the others
+    over_budget: str = Field(default="cheap", validate_default=True)  # "reject", or the tier to fall back to
+    prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_PRICES), validate_default=True)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str = ""
@@ -82,6 +87,42 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(s.strip() for s in value.split(",") if s.strip())
         return value
+
+    @field_validator("tiers")
+    @classmethod
+    def _check_tier_names(cls, value: dict[str, Tier]) -> dict[str, Tier]:
+        bad = [name for name in value if not TIER_NAME.match(name)]
+        if bad:
+            raise ValueError(f"tier name {bad[0]!r} must match {TIER_NAME.pattern} (CONVEYOR_TIERS)")
+        return value
+
+    @field_validator("budgets")
+    @classmethod
+    def _check_budgets(cls, value: dict[str, float]) -> dict[str, float]:
+        negative = [tenant for tenant, usd in value.items() if usd < 0]
+        if negative:
+            raise ValueError(f"budget of {negative[0]!r} is negative; give USD per day >= 0 "
+                             f"(CONVEYOR_BUDGETS, {WILDCARD!r} for every other tenant)")
+        return value
+
+    @field_validator("over_budget")
+    @classmethod
+    def _check_over_budget(cls, value: str, info: ValidationInfo) -> str:
+        tiers = info.data.get("tiers") or {}
+        if value == REJECT or not info.data.get("budgets") or value in tiers:
+            return value
+        defined = f"CONVEYOR_TIERS defines {sorted(tiers)}" if tiers else "CONVEYOR_TIERS defines no tier"
+        raise ValueError(f"{value!r} is not a tier ({defined}); with CONVEYOR_BUDGETS set, CONVEYOR_OVER_BUDGET must "
+                         f"be {REJECT!r} or a tier of CONVEYOR_TIERS to fall back to")
+
+    @field_validator("prices")
+    @classmethod
+    def _with_tier_prices(cls, value: dict[str, tuple[float, float]], info: ValidationInfo) -> dict[str, tuple[float, float]]:
+        """Each tier's prices join the table (a tier's own price wins over the table's for its model)."""
+        table = dict(value)
+        for tier in (info.data.get("tiers") or {}).values():
+            table[tier.model] = tier.prices(value)
+        return table
 
     @field_validator("broker")
     @classmethod

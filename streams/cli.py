@@ -69,7 +69,7 @@ def broker(port: int) -> None:
 
 def _worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--pipeline", multiple=True,
-                      help="pipeline to run: a bundled name (support, echo) or a YAML/JSON file; repeatable (default support)")(fn)
+                      help="pipeline to run: a bundled name (support, echo, research, onboarding, devteam, assistant) or a YAML/JSON file; repeatable (default support)")(fn)
     fn = click.option("--steps", help="comma-separated components to run: ingress, a pipeline node, ledger (default all)")(fn)
     fn = click.option("--metrics-port", type=int, help="port of /metrics (default 9108; 0 picks a free one)")(fn)
     fn = click.option("--metrics-host", help="address /metrics binds (default 127.0.0.1)")(fn)
@@ -175,10 +175,12 @@ def _pipeline_name(ref: str) -> str:
 @click.argument("path_or_name")
 def check(path_or_name: str) -> None:
     """Validate a pipeline file (or a bundled pipeline): exit 1 with the first error, naming file, node and field."""
+    from streams.budget import check_tiers
     from streams.pipeline_file import load_pipeline
 
     try:
         spec = load_pipeline(path_or_name)
+        check_tiers(spec, settings_from().tiers, path_or_name)  # tier names against CONVEYOR_TIERS, when set
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{path_or_name}: pipeline {spec.name!r} is valid ({len(spec.nodes)} nodes, entry {spec.entry!r})")
@@ -200,16 +202,21 @@ def graph(path_or_name: str, fmt: str) -> None:
 
 
 @cli.command()
-@click.argument("text")
+@click.argument("text", required=False, default="")
 @click.option("--pipeline", default="support", show_default=True, help="pipeline name (or its file)")
 @click.option("--session", help="session id: follow-ups in one session share history")
 @click.option("--tenant", default="default", show_default=True)
 @click.option("--metadata", help="JSON object passed to the steps as request metadata")
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a document (e.g. an applicant's ID image) sent base64 as metadata.document_base64")
+@click.option("--wait", is_flag=True, help="on pending_approval, keep waiting for the final result")
 @click.option("--timeout", type=float, default=60.0, show_default=True)
 @broker_option
-def ask(text: str, pipeline: str, session: str | None, tenant: str, metadata: str | None, timeout: float,
-        broker: str | None) -> None:
+def ask(text: str, pipeline: str, session: str | None, tenant: str, metadata: str | None, file: Path | None,
+        wait: bool, timeout: float, broker: str | None) -> None:
     """Publish one request, wait for its result, print answer, citations and per-step figures."""
+    import base64
+
     from streams.demo import ask_one
     from streams.report import print_result
 
@@ -219,10 +226,82 @@ def ask(text: str, pipeline: str, session: str | None, tenant: str, metadata: st
             request["metadata"] = orjson.loads(metadata)
         except orjson.JSONDecodeError as exc:
             raise click.UsageError(f"--metadata must be a JSON object ({exc})") from None
-    result, spans = run(ask_one(settings_from(broker=broker), request, timeout))
+        if not isinstance(request["metadata"], dict):
+            raise click.UsageError("--metadata must be a JSON object, e.g. '{\"plan\": \"pro\"}'")
+    if file is not None:
+        meta = request.setdefault("metadata", {})
+        meta["document_base64"] = base64.b64encode(file.read_bytes()).decode("ascii")
+        meta["document_name"] = file.name
+        request["text"] = text or f"document {file.name}"
+    if not request["text"]:
+        raise click.UsageError("give the request's TEXT (or --file)")
+    result, spans = run(ask_one(settings_from(broker=broker), request, timeout, wait_approval=wait))
     print_result(result, spans)
+    if result.status == "pending_approval":
+        approval = result.output.get("approval", {})
+        click.echo(f"\nwaiting for approval at {approval.get('node')}: {approval.get('summary')}\n"
+                   f"answer with `conveyor approve {result.id} --yes` (or --no); "
+                   "`conveyor results --follow` shows the final result")
+        return
     if result.status not in ("ok",):
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("request_id")
+@click.option("--yes/--no", "approve", default=None, help="approve (--yes) or reject (--no)")
+@click.option("--comment", default="", help="why: kept with the decision in the result")
+@click.option("--by", default=None, help="who decides (default: $USER)")
+@click.option("--tenant", help="the request's tenant, when several tenants used the same id")
+@broker_option
+def approve(request_id: str, approve: bool | None, comment: str, by: str | None, tenant: str | None,
+            broker: str | None) -> None:
+    """Answer a pending human approval (DESIGN.md §6)."""
+    import getpass
+
+    from streams.approval_desk import decide
+    from streams.client import Client
+
+    if approve is None:
+        raise click.UsageError("say --yes to approve or --no to reject")
+    who = by or getpass.getuser()
+
+    async def go() -> Any:
+        async with Client(settings_from(broker=broker)) as client:
+            return await decide(client, request_id, approve, comment, who, tenant)
+
+    asked = run(go())
+    verb = "approved" if approve else "rejected"
+    click.echo(f"{verb} {request_id} (tenant {asked.tenant}, {asked.pipeline}.{asked.node}) by {who}: {asked.summary}")
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="also those decided or expired")
+@broker_option
+def approvals(show_all: bool, broker: str | None) -> None:
+    """List the requests waiting for a person's approval."""
+    import time
+
+    from streams.approval_desk import waiting_approvals
+    from streams.client import Client
+
+    async def go() -> Any:
+        async with Client(settings_from(broker=broker)) as client:
+            return await waiting_approvals(client)
+
+    rows = [w for w in run(go()) if show_all or w.open]
+    if not rows:
+        click.echo("no approvals waiting" + ("" if show_all else " (--all shows decided and expired ones)"))
+        return
+    for w in rows:
+        r = w.request
+        if w.decided is not None:
+            state = f"{w.decided.get('decision')} by {w.decided.get('by')}"
+        elif w.expired:
+            state = "expired"
+        else:
+            state = f"waits, expires in {max(0, r.expires_at - time.time()):.0f}s"
+        click.echo(f"{r.id}  {r.tenant}  {r.pipeline}.{r.node}  {state}  {r.summary}")
 
 
 @cli.command()

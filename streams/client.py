@@ -124,19 +124,53 @@ class Client:
         finally:
             await consumer.stop()
 
+    async def read_to_end(self, topic: str, timeout_s: float = 10.0) -> list[tuple[bytes | None, bytes]]:
+        """Every (key, value) of ``topic`` up to its current end (stops there, or at ``timeout_s``)."""
+        from aiokafka import AIOKafkaConsumer
+
+        ends = {tp: end for tp, end in (await self.positions(topic)).items() if end > 0}
+        out: list[tuple[bytes | None, bytes]] = []
+        if not ends:
+            return out
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers(), enable_auto_commit=False,
+            fetch_max_wait_ms=100, **self.settings.client_kwargs(),
+        )
+        await consumer.start()
+        try:
+            consumer.assign(list(ends))
+            for tp in ends:
+                consumer.seek(tp, 0)
+            left = dict(ends)
+            deadline = time.monotonic() + timeout_s
+            while left and time.monotonic() < deadline:
+                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+                    for record in records:
+                        if record.offset < ends[tp]:
+                            out.append((record.key, record.value))
+                    if await consumer.position(tp) >= ends[tp]:
+                        left.pop(tp, None)
+        finally:
+            await consumer.stop()
+        return out
+
     async def results(
-        self, ids: Iterable[str], start: dict[Any, int] | None, timeout_s: float, tenants: dict[str, str] | None = None
+        self, ids: Iterable[str], start: dict[Any, int] | None, timeout_s: float, tenants: dict[str, str] | None = None,
+        pending: bool = False,
     ) -> dict[str, Result]:
         """Wait for one result per id (the first seen wins); raises ResultTimeoutError on timeout.
 
         ``tenants`` maps ids to the tenant that sent them: a result for the same id from another
-        tenant (ids are chosen by clients) is not taken for this one.
+        tenant (ids are chosen by clients) is not taken for this one. A ``pending_approval`` notice is
+        not a final result: it is returned only when ``pending`` is true (else the wait goes on).
         """
         wanted = set(ids)
         found: dict[str, Result] = {}
         async for _, value in self.read(RESULTS, start, timeout_s):
             result = Result.model_validate_json(value)
             if tenants is not None and result.tenant is not None and tenants.get(result.id, result.tenant) != result.tenant:
+                continue
+            if result.status == "pending_approval" and not pending:
                 continue
             if result.id in wanted and result.id not in found:
                 found[result.id] = result

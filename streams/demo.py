@@ -41,12 +41,15 @@ SAMPLES: list[dict[str, Any]] = [
 ]
 
 
-async def ask_one(settings: Settings, request: dict[str, Any], timeout_s: float) -> tuple[Result, list[dict[str, Any]]]:
+async def ask_one(settings: Settings, request: dict[str, Any], timeout_s: float,
+                  wait_approval: bool = False) -> tuple[Result, list[dict[str, Any]]]:
+    """Publish ``request`` and wait for its result: the final one, or a ``pending_approval`` notice unless ``wait_approval``."""
     async with Client(settings) as client:
         start_results, start_traces = await client.positions(RESULTS), await client.positions(TRACES)
         (rid,) = await client.publish([{k: v for k, v in request.items() if v is not None}])
         tenant = request.get("tenant") or "default"
-        result = (await client.results([rid], start_results, timeout_s, tenants={rid: tenant}))[rid]
+        result = (await client.results([rid], start_results, timeout_s, tenants={rid: tenant},
+                                        pending=not wait_approval))[rid]
         spans = await client.spans([result.trace_id or ""], start_traces, 3.0, expect=len(result.route))
         return result, spans
 

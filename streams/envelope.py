@@ -14,7 +14,17 @@ from urllib.parse import quote
 from typing import Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from streams.errors import EnvelopeDecodeError
 
@@ -101,9 +111,27 @@ class Request(BaseModel):
 
 
 class Usage(BaseModel):
+    """Tokens and cost of a request so far; which model tier each gated node used, and what a budget did.
+
+    ``tiers`` maps a node to its tier (streams/budget.py); ``budget`` is None while the tenant is
+    within its budget, else the tier the budget forced (e.g. ``"cheap"``) or ``"rejected"``.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    tiers: dict[str, str] = Field(default_factory=dict)
+    budget: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _additive(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``tiers`` and ``budget`` appear only when set: results without tiers keep DESIGN.md §2's shape."""
+        data: dict[str, Any] = handler(self)
+        if not data.get("tiers"):
+            data.pop("tiers", None)
+        if data.get("budget") is None:
+            data.pop("budget", None)
+        return data
 
     def add(self, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
         self.input_tokens += input_tokens

@@ -9,6 +9,10 @@ Edges of a node: ``next`` (one node, or a list = parallel fan-out), ``routes`` (
 ``Output.route`` value → a node), ``map`` (one branch per item of a list field), ``fallback``
 (taken when retries are exhausted) and ``on_limit`` (taken on the visit after ``max_visits``).
 Terminal targets: ``$end`` (status ok), ``$reject``, ``$block``, ``$fail``.
+
+A node that calls a model may pick its model tier with ``tier:`` (a :class:`~streams.budget.TierRule`:
+``{default: strong, cheap_when: {intent: [smalltalk]}}``); its shape is checked here, its tier names
+against ``CONVEYOR_TIERS`` where the settings are known (:func:`streams.budget.check_tiers`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streams.budget import TierRule
 from streams.errors import GraphError
 
 __all__ = [
@@ -103,6 +108,7 @@ class Node(BaseModel):
     max_visits: int | None = Field(default=None, ge=1)
     on_limit: str = FAIL
     policy: Policy = Field(default_factory=Policy)
+    tier: TierRule | None = None  # the model tier, chosen over the state before the step runs
 
     @property
     def fans_out(self) -> bool:

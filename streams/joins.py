@@ -104,6 +104,8 @@ def base_envelope(buffer: dict[str, Any]) -> Envelope:
         u = buffer["usage"].get(label)
         if u:
             env.usage.add(int(u["input_tokens"]), int(u["output_tokens"]), float(u["cost_usd"]))
+            env.usage.tiers.update(u.get("tiers") or {})  # the tiers chosen inside the branch
+            env.usage.budget = env.usage.budget or u.get("budget")
     return env
 
 

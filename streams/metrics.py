@@ -64,6 +64,19 @@ class Metrics:
             "conveyor_provider_fallbacks", "Answers given by the fallback provider: circuit open or every slot taken.",
             ["provider"], registry=r,
         )
+        self.tier_decisions = Counter(
+            "conveyor_tier_decisions",
+            "Model tiers chosen before a gated node ran: by its rule (rule/default) or forced by a budget (budget).",
+            ["pipeline", "step", "tier", "reason"], registry=r,
+        )
+        self.budget_rejections = Counter(
+            "conveyor_budget_rejections", "Requests rejected because their tenant was over its daily budget.",
+            ["pipeline", "tenant"], registry=r,
+        )
+        self.tenant_spend = Gauge(
+            "conveyor_tenant_spend_usd", "A tenant's spend today (UTC) as this worker saw it at its last budget check.",
+            ["tenant"], registry=r,
+        )
         self._tenants: set[str] = set()
         self._fallbacks_seen: dict[str, int] = {}
 
@@ -99,6 +112,16 @@ class Metrics:
         self.tokens.labels(pipeline, step, model, "input").inc(tokens_in)
         self.tokens.labels(pipeline, step, model, "output").inc(tokens_out)
         self.cost.labels(pipeline, step, model, self.tenant_label(tenant)).inc(cost)
+
+    def record_tier(self, pipeline: str, step: str, tier: str, reason: str) -> None:
+        self.tier_decisions.labels(pipeline, step, tier, reason).inc()
+
+    def record_budget(self, pipeline: str, tenant: str, spent_usd: float, rejected: bool) -> None:
+        """A budget check: the tenant's spend as seen, and a rejection when it refused the call."""
+        label = self.tenant_label(tenant)
+        self.tenant_spend.labels(label).set(spent_usd)
+        if rejected:
+            self.budget_rejections.labels(pipeline, label).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

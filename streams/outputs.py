@@ -89,7 +89,8 @@ class Outputs:
             result = Result(id=result.id, tenant=result.tenant, status="failed", route=result.route, usage=result.usage,
                             latency_ms=result.latency_ms, trace_id=result.trace_id, error=error)
             value = encode(result)
-        self.metrics.request_latency.labels(pipeline, result.status).observe(result.latency_ms / 1000)
+        if result.status != "pending_approval":  # a status notice, not the end of the request
+            self.metrics.request_latency.labels(pipeline, result.status).observe(result.latency_ms / 1000)
         return await self.send(RESULTS, result.id, value)
 
     def letter(

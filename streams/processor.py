@@ -25,6 +25,8 @@ from pydantic import ValidationError
 
 from steps.base import StepContext, Turn
 from streams import joins
+from streams.approvals import ApprovalRequest, approval_request_message, is_resume, parked_key
+from streams.budget import BudgetGate, TierChoice, before_step, note_spend
 from streams.dispatch import sleep_without_slot
 from streams.envelope import Citation, Envelope, Frame, Result, SafetyReport, Status, decode, encode
 from streams.errors import EnvelopeDecodeError
@@ -32,7 +34,7 @@ from streams.graph import TERMINALS, GraphInfo, GraphSpec, Node
 from streams.outputs import Outputs, TooLargeError
 from streams.policy import Outcome, run_with_policy
 from streams.state import StateTable
-from streams.topics import LEDGER, step_topic
+from streams.topics import APPROVAL_REQUESTS, LEDGER, step_topic
 from streams.tracing import StepTrace
 
 __all__ = ["StepProcessor", "StepTables"]
@@ -70,6 +72,7 @@ class StepTables:
     request_state: StateTable
     session_history: StateTable | None = None
     joins: StateTable | None = None
+    parked: StateTable | None = None  # an approval node's requests waiting for a decision
 
 
 class StepProcessor:
@@ -77,7 +80,7 @@ class StepProcessor:
 
     def __init__(
         self, spec: GraphSpec, info: GraphInfo, node: Node, step: Any, outputs: Outputs, tables: StepTables,
-        history_turns: int, clock: Callable[[], float] = time.time,
+        history_turns: int, clock: Callable[[], float] = time.time, budget: BudgetGate | None = None,
     ) -> None:
         self.spec = spec
         self.info = info
@@ -87,6 +90,7 @@ class StepProcessor:
         self.tables = tables
         self.history_turns = history_turns
         self.clock = clock
+        self.budget = budget  # model tiers and tenant budgets (streams/budget.py); None: neither
         self.pipeline = spec.name
         self.scrub = outputs.scrub
         self.labels = (self.pipeline, node.name)
@@ -99,6 +103,11 @@ class StepProcessor:
         started = self.clock()
         queue_s = max(0.0, started - message.timestamp)
         m.queue.labels(*self.labels).observe(queue_s)
+        if self.tables.parked is not None:
+            resume = is_resume(message.value)
+            if resume is not None:
+                await self._resume(message, resume, started, queue_s)
+                return
         try:
             env = decode(message.value, Envelope)
         except EnvelopeDecodeError as exc:
@@ -180,6 +189,11 @@ class StepProcessor:
             parsed = self.step.Input.model_validate(step_input if step_input is not None else env.view())
         except ValidationError as exc:
             return await self._failed(message, env, trace, key, Outcome("failed", attempts=0, error=exc), pending)
+        if getattr(self.step, "parks", False) and self.tables.parked is not None:
+            return await self._park(message, env, parsed, ctx, trace, key, visits, pending)
+        refused = await before_step(self.budget, node, self.step, env, ctx, trace, self.outputs.metrics)
+        if refused is not None:
+            return await self._refuse_over_budget(message, env, trace, key, refused, pending)
         outcome = await self._run(parsed, ctx, env)
         trace.attempt = outcome.attempts
         trace.usage = ctx.usage
@@ -188,6 +202,7 @@ class StepProcessor:
             env.usage.add(u.input_tokens, u.output_tokens, u.cost_usd)
             self.outputs.metrics.record_usage(self.pipeline, node.name, env.request.tenant, u.model,
                                               u.input_tokens, u.output_tokens, u.cost_usd)
+        note_spend(self.budget, env, ctx)
         if outcome.status != "ok":
             return await self._failed(message, env, trace, key, outcome, pending)
         output = outcome.value.model_dump(mode="json")
@@ -220,6 +235,19 @@ class StepProcessor:
         pending.clear()
         value = {"status": status, "attempts": attempts, "route": list(env.route), "next": target, "output": output}
         _wrote(pending, self.tables.request_state.set(key, value, partition))
+
+    # -- model tier and budget (streams/budget.py) ------------------------------------------------
+
+    async def _refuse_over_budget(self, message: Any, env: Envelope, trace: StepTrace, key: str, choice: TierChoice,
+                                  pending: Pending) -> str:
+        """The tenant is over its budget and CONVEYOR_OVER_BUDGET=reject: end ``rejected``, the step never runs."""
+        reason = f"{self.node.name}: {choice.rejected}"
+        log.info("%s: request %s rejected: %s", self.node.name, env.request.id, reason)
+        trace.error = reason
+        env.route.append(f"{self.node.name} (over budget)")
+        await self._end(env, "rejected", reason, pending)
+        await self._settle(pending, key, env, message.partition, "rejected", 0, None, None)
+        return "rejected"
 
     # -- where the outcome goes ----------------------------------------------------------------
 
@@ -321,6 +349,76 @@ class StepProcessor:
                                            outcome.attempts, env.request.id)
         await self._settle(pending, key, env, message.partition, final, outcome.attempts, None, None)
         return final
+
+    # -- approvals ---------------------------------------------------------------------------------
+
+    async def _park(self, message: Any, env: Envelope, parsed: Any, ctx: StepContext, trace: StepTrace, key: str,
+                    visit: int, pending: Pending) -> str:
+        """Keep the request until a person decides: the parked entry, the approval request, a pending notice."""
+        assert self.tables.parked is not None
+        ask = self.step.instance.ask(parsed, ctx)
+        now = self.clock()
+        where = parked_key(env.request.tenant, str(env.request.id), self.node.name, visit)
+        summary = self.scrub.text(ask.summary)
+        entry = {"env": env.model_dump(mode="json"), "parked_at": now, "expires_at": now + ask.timeout_s,
+                 "summary": summary, "session_key": env.request.session_key(), "done": False}
+        _wrote(pending, self.tables.parked.set(where, entry, message.partition))
+        asked = ApprovalRequest(id=str(env.request.id), pipeline=self.pipeline, node=self.node.name, summary=summary,
+                                expires_at=now + ask.timeout_s, tenant=env.request.tenant,
+                                session_key=env.request.session_key(), parked_key=where, requested_at=now)
+        k, v = approval_request_message(asked)
+        self.outputs.topic(APPROVAL_REQUESTS)
+        pending.append(await self.outputs.send(APPROVAL_REQUESTS, k, v))
+        notice = Result(id=str(env.request.id), tenant=env.request.tenant, status="pending_approval",
+                        route=[*env.route, f"{self.node.name} (waiting)"], usage=env.usage,
+                        latency_ms=round((now - env.published_at) * 1000, 2), trace_id=env.trace_id,
+                        output={"approval": {"node": self.node.name, "summary": summary,
+                                             "expires_at": round(now + ask.timeout_s, 3)}})
+        pending.append(await self.outputs.result(self.pipeline, notice))
+        trace.route = "parked"
+        log.info("%s: request %s waits for approval until %.0f", self.node.name, env.request.id, now + ask.timeout_s)
+        await self._settle(pending, key, env, message.partition, "parked", 0, None, None)
+        return "parked"
+
+    async def _resume(self, message: Any, body: dict[str, Any], started: float, queue_s: float) -> None:
+        """A decision (or the expiry) for a parked request: route it on as the approval step's output."""
+        assert self.tables.parked is not None
+        m = self.outputs.metrics
+        entry = self.tables.parked.get(body["key"])
+        if entry is None or entry.get("done"):
+            m.messages.labels(*self.labels, "late").inc()  # decided already (or expired), or a re-delivery
+            log.info("%s: decision %r for %s ignored: %s", self.node.name, body.get("decision"), body["key"],
+                     "nothing parked there" if entry is None else f"already {entry.get('decision')}")
+            return
+        env = Envelope.model_validate(entry["env"])
+        now = self.clock()
+        try:
+            out = self.step.instance.decide(body["decision"], str(body.get("by") or "unknown"),
+                                            str(body.get("comment") or ""), parked_at=float(entry["parked_at"]), now=now)
+        except ValueError as exc:
+            m.messages.labels(*self.labels, "invalid").inc()
+            await self.outputs.dead_letter(message, self.pipeline, self.node.name, exc, 0, env.request.id)
+            return
+        if env.deadline is not None:  # time spent waiting for a person does not count against the deadline
+            env.deadline += max(0.0, now - float(entry["parked_at"]))
+        trace = StepTrace(env.trace_id, str(env.request.id), self.pipeline, self.node.name, self.outputs.worker,
+                          started, queue_s, branch=env.branch_path() or None)
+        pending: Pending = []
+        output = out.model_dump(mode="json")
+        env.merge(output)
+        env.route.append(f"{self.node.name} ({output['route']} by {out.approval.by})")
+        status = await self._route(message, env, output, trace, pending)
+        await asyncio.gather(*pending)
+        pending.clear()  # only now: a crash before this re-routes, and the next node skips the duplicate
+        small = {k: v for k, v in entry.items() if k != "env"}
+        _wrote(pending, self.tables.parked.set(body["key"], {**small, "done": True, "decision": output["route"],
+                                                             "by": out.approval.by}, message.partition))
+        trace.ended_at = self.clock()
+        trace.status = status
+        m.messages.labels(*self.labels, output["route"]).inc()
+        m.processing.labels(*self.labels).observe(trace.ended_at - started)
+        pending.append(await self.outputs.span(trace))
+        await asyncio.gather(*pending)
 
     # -- joins ---------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import click
 
 from streams.envelope import Result
 
-__all__ = ["STEP_ORDER", "histogram_p50", "print_result", "print_steps", "print_table", "print_waterfall"]
+__all__ = ["STEP_ORDER", "histogram_p50", "print_output", "print_result", "print_steps", "print_table", "print_waterfall"]
 
 STEP_ORDER = ("ingress", "classification", "retrieval", "generation", "safety")
 
@@ -29,9 +29,40 @@ def print_result(result: Result, spans: list[dict[str, Any]]) -> None:
         click.echo(f"[{i}] {c.source} — {c.title} (score {c.score:.2f})")
     if result.safety:
         click.echo(f"safety: {result.safety.verdict} {result.safety.flags}")
+    if result.output:
+        click.echo("output:")
+        print_output(result.output)
     click.echo(f"\nlatency {result.latency_ms:.0f} ms, tokens {result.usage.input_tokens}+{result.usage.output_tokens}, "
                f"cost ${result.usage.cost_usd:.6f}, trace {result.trace_id}")
     print_waterfall(spans)
+
+
+def _compact(value: Any, width: int) -> str:
+    if isinstance(value, dict):
+        text = ", ".join(f"{k}={_compact(v, 60)}" for k, v in value.items())
+    elif isinstance(value, list) and not any(isinstance(v, (dict, list)) for v in value):
+        text = ", ".join(str(v) for v in value)
+    elif isinstance(value, float):
+        text = f"{value:.3g}"
+    else:
+        text = str(value)
+    return _short(text, width)
+
+
+def print_output(output: dict[str, Any], indent: str = "  ", width: int = 150) -> None:
+    """``Result.output`` for people: one line per field; a list of records or a nested record, one line per item."""
+    for key, value in output.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            click.echo(f"{indent}{key}:")
+            for item in value[:20]:
+                click.echo(f"{indent}  - {_compact(item, width)}")
+            if len(value) > 20:
+                click.echo(f"{indent}  … {len(value) - 20} more")
+        elif isinstance(value, dict) and any(isinstance(v, (dict, list)) for v in value.values()) and indent == "  ":
+            click.echo(f"{indent}{key}:")
+            print_output(value, indent + "  ", width)
+        else:
+            click.echo(f"{indent}{key}: {_compact(value, width)}")
 
 
 def print_waterfall(spans: list[dict[str, Any]], width: int = 30) -> None:

@@ -11,6 +11,11 @@ the same record format as the worker's, and a join whose timeout passes with not
 process fires at once (the clock jumps to its deadline), so a test of a join with a slow or
 missing branch takes milliseconds. Dead letters and spans are kept on the returned
 :class:`Run` (``run_pipeline``) for tests that look at them.
+
+Approvals: ``approvals={"<request id>": "approve"}`` (or ``"reject"``, or
+``{"decision": "approve", "by": "alice", "comment": "ok"}``) answers a request once it is parked, through
+``conveyor.approvals`` and the same router a worker runs; a parked request with no entry expires (the
+clock jumps to its ``timeout_s``). The ``pending_approval`` notices are on ``Run.pending``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from streams.app import Settings
+from streams.approvals import ApprovalRouter, resume_message, waiting
+from streams.budget import check_tiers, gate_for
 from streams.envelope import DeadLetter, Envelope, Frame, Result, encode
 from streams.graph import GraphSpec, analyse
 from streams.ingress import IngressProcessor
@@ -32,8 +39,19 @@ from streams.ledger import LedgerProcessor
 from streams.metrics import Metrics
 from streams.outputs import Outputs
 from streams.processor import StepProcessor, StepTables
+from streams.spend import SpendView
 from streams.state import MemoryTable
-from streams.topics import DLQ, LEDGER, REQUESTS, RESULTS, TRACES, step_topic
+from streams.topics import (
+    APPROVAL_DECISIONS,
+    APPROVAL_REQUESTS,
+    APPROVALS,
+    DLQ,
+    LEDGER,
+    REQUESTS,
+    RESULTS,
+    TRACES,
+    step_topic,
+)
 
 __all__ = ["Run", "run", "run_pipeline"]
 
@@ -57,6 +75,8 @@ class Run:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
     messages: int = 0
+    pending: list[Result] = field(default_factory=list)  # pending_approval notices, in the order sent
+    metrics: Metrics | None = None  # the series the run's processors recorded (``metrics.exposition()``)
 
 
 class _Clock:
@@ -115,8 +135,12 @@ def _load(pipeline: GraphSpec | str | Path) -> GraphSpec:
     return load_pipeline(pipeline)
 
 
+Answer = str | dict[str, Any]
+
+
 async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settings, deps: Any,
-               build_step: Callable[[str, dict[str, Any]], Any] | None, max_messages: int) -> Run:
+               build_step: Callable[[str, dict[str, Any]], Any] | None, max_messages: int,
+               answers: dict[str, Answer], spend: SpendView | None = None) -> Run:
     from streams.topology import default_build_step
 
     build_step = build_step or default_build_step
@@ -127,8 +151,13 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
     info = analyse(spec)
     ingress = IngressProcessor(outputs, _Served({spec.name: spec}), settings)
     ledger = LedgerProcessor(outputs, {}, MemoryTable(clock), durable=False)
+    check_tiers(spec, settings.tiers)
+    spend = spend if spend is not None else SpendView()  # fed by the in-process ledger below
+    budget = gate_for(settings, spend, clock)
     processors: dict[str, StepProcessor] = {}
     join_tables: dict[str, MemoryTable] = {}
+    parked: dict[str, MemoryTable] = {}
+    router = ApprovalRouter(outputs, MemoryTable(clock), clock=clock)
     warmed: dict[int, Any] = {}
     for node in spec.nodes:
         step = build_step(node.step, node.config)
@@ -142,11 +171,14 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
             tables.session_history = MemoryTable(clock)
         if node.join is not None:
             tables.joins = join_tables[node.name] = MemoryTable(clock)
+        if getattr(step, "parks", False):
+            tables.parked = parked[node.name] = MemoryTable(clock)
         processors[step_topic(spec.name, node.name)] = StepProcessor(
-            spec, info, node, step, outputs, tables, settings.history_turns, clock=clock)
+            spec, info, node, step, outputs, tables, settings.history_turns, clock=clock, budget=budget)
     for request in requests:
         await queue.send(REQUESTS, None, orjson.dumps(request))
     handled = 0
+    answered: set[str] = set()
     while True:
         while queue.pending:
             message = queue.pending.popleft()
@@ -157,26 +189,63 @@ async def _run(spec: GraphSpec, requests: list[dict[str, Any]], settings: Settin
                 await ingress.process(message)
             elif message.topic == LEDGER:
                 await ledger.process(message)
+                spend.apply(message.value, message.timestamp)
+            elif message.topic in (APPROVALS, APPROVAL_REQUESTS, APPROVAL_DECISIONS):
+                await router.process(message)
             elif message.topic in processors:
                 await processors[message.topic].process(message)
-        if not _tick_next_join(spec, join_tables, queue, clock):
+        if _answer_parked(parked, answers, answered, queue):
+            continue
+        if not _next_timer(spec, join_tables, parked, queue, clock):
             break
-    results, duplicates = _final_results(queue.sent.get(RESULTS, []))
+    finals = [v for v in queue.sent.get(RESULTS, []) if b'"status":"pending_approval"' not in v]
+    pending = [Result.model_validate_json(v) for v in queue.sent.get(RESULTS, []) if b'"status":"pending_approval"' in v]
+    results, duplicates = _final_results(finals)
     letters = [DeadLetter.model_validate_json(v) for v in queue.sent.get(DLQ, [])]
     spans = [orjson.loads(v) for v in queue.sent.get(TRACES, [])]
-    return Run(results=results, duplicates=duplicates, dead_letters=letters, spans=spans, messages=handled)
+    return Run(results=results, duplicates=duplicates, dead_letters=letters, spans=spans, messages=handled,
+               pending=pending, metrics=metrics)
 
 
-def _tick_next_join(spec: GraphSpec, tables: dict[str, MemoryTable], queue: _Queue, clock: _Clock) -> bool:
-    """Nothing left to process: jump the clock to the earliest waiting join's deadline and tick it."""
-    waiting = [(buf["deadline"], node, buf) for node, t in tables.items() for _, buf, _ in t.values()
-               if not buf["fired"] and buf.get("deadline") is not None]
-    if not waiting:
+def _answer_parked(parked: dict[str, MemoryTable], answers: dict[str, Answer], answered: set[str], queue: _Queue) -> bool:
+    """Publish the given decision of every newly parked request to ``conveyor.approvals``, as a person would."""
+    sent = False
+    for table in parked.values():
+        for key, entry, _ in table.values():
+            if entry.get("done") or key in answered:
+                continue
+            rid = str(entry["env"]["request"]["id"])
+            if rid not in answers:
+                continue
+            answered.add(key)
+            answer = answers[rid]
+            body = {"decision": answer} if isinstance(answer, str) else dict(answer)
+            body.setdefault("by", "streams.testing")
+            body.update(id=rid, tenant=entry["env"]["request"].get("tenant", "default"))
+            queue.pending.append(Message(APPROVALS, rid.encode(), orjson.dumps(body), 0, queue.clock()))
+            sent = True
+    return sent
+
+
+def _next_timer(spec: GraphSpec, joins: dict[str, MemoryTable], parked: dict[str, MemoryTable], queue: _Queue,
+                clock: _Clock) -> bool:
+    """Nothing left to process: jump the clock to the earliest join deadline or approval expiry, and fire it."""
+    timers: list[tuple[float, str, str, Any]] = [
+        (buf["deadline"], "join", node, buf) for node, t in joins.items() for _, buf, _ in t.values()
+        if not buf["fired"] and buf.get("deadline") is not None]
+    timers += [(float(entry["expires_at"]), "approval", node, (key, entry)) for node, t in parked.items()
+               for key, entry, _ in t.values() if waiting(entry, clock()) and not entry.get("done")]
+    if not timers:
         return False
-    deadline, node, buf = min(waiting, key=lambda w: w[0])
-    clock.offset += max(0.0, deadline - clock() + 0.001)
-    env = Envelope.model_validate(buf["base"])
-    env.frames.append(Frame.model_validate(buf["frame"]))
+    at, kind, node, item = min(timers, key=lambda w: w[0])
+    clock.offset += max(0.0, at - clock() + 0.001)
+    if kind == "approval":
+        key, entry = item
+        value = resume_message(key, "expired", "timeout", "nobody decided in time", clock())
+        queue.pending.append(Message(step_topic(spec.name, node), None, value, 0, clock()))
+        return True
+    env = Envelope.model_validate(item["base"])
+    env.frames.append(Frame.model_validate(item["frame"]))
     env.tick = True
     queue.pending.append(Message(step_topic(spec.name, node), None, encode(env), 0, clock()))
     return True
@@ -197,8 +266,14 @@ def _final_results(values: Iterable[bytes]) -> tuple[list[Result], list[Result]]
 def run_pipeline(
     pipeline: GraphSpec | str | Path, requests: Iterable[dict[str, Any] | str], *, settings: Settings | None = None,
     deps: Any = None, build_step: Callable[[str, dict[str, Any]], Any] | None = None, max_messages: int = 100_000,
+    approvals: dict[str, Answer] | None = None, spend: SpendView | None = None,
 ) -> Run:
-    """Run ``requests`` through ``pipeline`` in-process; returns results (in request order), dead letters and spans."""
+    """Run ``requests`` through ``pipeline`` in-process; returns results (in request order), dead letters and spans.
+
+    ``approvals`` answers parked requests by id (``"approve"``, ``"reject"`` or a decision dict); the rest expire.
+    ``spend`` is the tenants' spend that budgets (``settings.budgets``) are checked against; fill it
+    with ``SpendView.apply`` to start from spend already made today. The run's own ledger entries feed it.
+    """
     spec = _load(pipeline)
     settings = settings or Settings(broker="localhost:9092")
     batch = []
@@ -210,8 +285,8 @@ def run_pipeline(
     if deps is None:
         from steps.deps import Deps, ResourceConfig
 
-        deps = Deps(ResourceConfig(index_dir=settings.index_dir, corpus_path=settings.corpus))
-    outcome = asyncio.run(_run(spec, batch, settings, deps, build_step, max_messages))
+        deps = Deps(ResourceConfig(index_dir=settings.index_dir, corpus_path=settings.corpus, prices=dict(settings.prices)))
+    outcome = asyncio.run(_run(spec, batch, settings, deps, build_step, max_messages, dict(approvals or {}), spend))
     order = {(r.get("tenant", "default"), r["id"]): i for i, r in enumerate(batch)}
     outcome.results.sort(key=lambda res: order.get((res.tenant or "default", res.id), len(order)))
     return outcome

@@ -2,8 +2,9 @@
 
 One app per step (../shared/research/scaling.md): scaling or restarting generation rebalances only
 generation's group; the other steps keep running and replay nothing. Besides the graph's nodes
-there are two shared components: ``ingress`` (``conveyor.requests`` → the pipeline's entry topic,
-re-keyed by session) and ``ledger`` (cost entries → the per-tenant ``cost-ledger`` table).
+there are shared components: ``ingress`` (``conveyor.requests`` → the pipeline's entry topic,
+re-keyed by session), ``ledger`` (cost entries → the per-tenant ``cost-ledger`` table) and, when a
+pipeline has an approval node, ``approvals`` (decisions → the parked requests, ``streams.approvals``).
 Every table of per-request or per-session state expires (``streams.state``), swept on a timer.
 """
 
@@ -14,8 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from streams import faust_adapter
+from streams import approvals, faust_adapter
 from streams.app import Settings, create_app
+from streams.budget import BudgetGate, check_tiers, gate_for
 from streams.envelope import Envelope, Frame, encode
 from streams.errors import ConfigError
 from streams.graph import TERMINALS, GraphSpec, analyse
@@ -24,9 +26,15 @@ from streams.ledger import LedgerProcessor
 from streams.metrics import Metrics
 from streams.outputs import Outputs
 from streams.processor import StepProcessor, StepTables
+from streams.spend import TENANT_SPEND, LedgerFollower
 from streams.state import ExpiringTable
 from streams.topics import (
+    APPROVAL_DECISIONS,
+    APPROVAL_INDEX,
+    APPROVAL_REQUESTS,
+    APPROVALS,
     COST_LEDGER,
+    PARKED_APPROVALS,
     DLQ,
     JOIN_BUFFER,
     LEDGER,
@@ -37,6 +45,7 @@ from streams.topics import (
     SESSION_HISTORY,
     TRACES,
     raw_topic,
+    raw_topics,
     step_topic,
     table,
 )
@@ -88,10 +97,17 @@ class Compiled:
                 yield name, component, len(raw.data)
 
 
+def _parks(ref: str) -> bool:
+    from steps.registry import resolve
+
+    return bool(getattr(resolve(ref).target, "parks", False))
+
+
 def component_names(specs: GraphSpec | list[GraphSpec]) -> list[str]:
     specs = specs if isinstance(specs, list) else [specs]
     nodes = [n.name for spec in specs for n in spec.nodes]
-    return ["ingress", *dict.fromkeys(nodes), "ledger"]
+    shared = ["approvals"] if any(_parks(n.step) for spec in specs for n in spec.nodes) else []
+    return ["ingress", *dict.fromkeys(nodes), "ledger", *shared]
 
 
 def _with_startup_declare(app: Any, outputs: Outputs) -> None:
@@ -146,12 +162,63 @@ def _with_join_ticks(app: Any, outputs: Outputs, pipeline: str, node: str, buffe
     app.timer(interval_s, on_leader=False, name=f"{app.conf.id}-join-ticks")(tick)
 
 
+def _with_approval_expiry(app: Any, outputs: Outputs, pipeline: str, node: str, parked: ExpiringTable,
+                          interval_s: float) -> None:
+    """Expire parked approvals whose ``timeout_s`` passed: an ``expired`` resume to the node's own topic.
+
+    Keyed by the session, like the request it resumes; one that arrives after a person's decision is
+    ignored (the parked entry says it is done), so expiring again after a restart is harmless.
+    """
+    sent: set[str] = set()
+
+    async def tick() -> None:
+        now = time.time()
+        for key, entry, _ in parked.values():
+            if entry.get("done") or key in sent or float(entry.get("expires_at", now + 1)) > now:
+                continue
+            try:
+                value = approvals.resume_message(key, "expired", "timeout", "nobody decided in time", now)
+                await outputs.send_and_wait(step_topic(pipeline, node), str(entry["session_key"]), value)
+            except Exception:  # noqa: BLE001 - tried again on the next tick; it must not stop the app
+                log.exception("%s: expiring %s failed", node, key)
+                continue
+            sent.add(key)
+        if len(sent) > 100_000:
+            sent.clear()
+
+    app.timer(interval_s, on_leader=False, name=f"{app.conf.id}-approval-expiry")(tick)
+
+
 def _waiting(value: Any, now: float) -> bool:
     """A join buffer must not expire while its join can still fire."""
     if not isinstance(value, dict) or value.get("fired"):
         return False
     deadline = value.get("deadline")
     return deadline is None or now < float(deadline) + 60.0
+
+
+class _Budgets:
+    """The worker's budget gate; its spend view follows ``conveyor.ledger`` once a gated node needs it."""
+
+    def __init__(self, settings: Settings, compiled: Compiled) -> None:
+        self.compiled = compiled
+        self.follower = LedgerFollower(settings.bootstrap_servers(), settings.client_kwargs()) if settings.budgets else None
+        self.gate = gate_for(settings, self.follower.view if self.follower is not None else None)
+        self.started = False
+        self.nodes = 0
+
+    def gate_for_node(self, app: Any, node: Any, step: Any) -> BudgetGate:
+        self.nodes += 1
+        if self.follower is not None and not self.started and self.gate.applies(node.tier, step):
+            self.started = True  # one view per process, run by the first app that has a gated node
+            app.task(self.follower.run, on_leader=False)
+            self.compiled.tables[TENANT_SPEND] = {"budget": self.follower.view}
+        return self.gate
+
+    def check(self) -> None:
+        if self.follower is not None and self.nodes and not self.started:
+            log.warning("CONVEYOR_BUDGETS is set, but no node this worker runs has tier: or a step with "
+                        "calls_model = True: budgets are enforced only before such nodes")
 
 
 def compile(
@@ -176,6 +243,9 @@ def compile(
     wanted = set(only) or set(known)
     compiled = Compiled()
     warmed: dict[int, Any] = {}
+    for spec in specs:  # tier names against CONVEYOR_TIERS: a load error, before any group is joined
+        check_tiers(spec, settings.tiers)
+    budgets = _Budgets(settings, compiled)
 
     def new_app(app_id: str) -> tuple[Any, Outputs]:
         app = create_app(settings, app_id, embedded=embedded)
@@ -228,15 +298,22 @@ def compile(
                 tables.joins = expiring(app, JOIN_BUFFER, component, settings.state_ttl_s, keep=_waiting)
                 swept.append((JOIN_BUFFER, tables.joins))
                 _with_join_ticks(app, outputs, spec.name, node.name, tables.joins, settings.join_tick_s)
+            if getattr(step, "parks", False):
+                tables.parked = expiring(app, PARKED_APPROVALS, component, settings.state_ttl_s, keep=approvals.waiting)
+                swept.append((PARKED_APPROVALS, tables.parked))
+                _with_approval_expiry(app, outputs, spec.name, node.name, tables.parked, settings.join_tick_s)
+                outputs.topic(APPROVAL_REQUESTS)
             # where it forwards, the join its branches end at (a branch's failure goes there), its own topic (ticks)
             targets = {*node.targets(), node.name, *([info.join_of[node.name]] if node.name in info.join_of else [])}
             for target in targets - set(TERMINALS):
                 outputs.topic(step_topic(spec.name, target))
-            processor = StepProcessor(spec, info, node, step, outputs, tables, settings.history_turns)
+            processor = StepProcessor(spec, info, node, step, outputs, tables, settings.history_turns,
+                                      budget=budgets.gate_for_node(app, node, step))
             limit = node.policy.concurrency or settings.concurrency_for(node.name)
             agent(app, outputs, step_topic(spec.name, node.name), node.name, processor.process, limit, spec.name, processor)
             _with_sweeps(app, swept, settings.sweep_interval_s)
     compiled.steps = list(warmed.values())
+    budgets.check()
 
     if "ledger" in wanted:
         app, outputs = new_app("conveyor-ledger")
@@ -248,6 +325,26 @@ def compile(
         ledger = LedgerProcessor(outputs, ledger_table, seen)
         agent(app, outputs, LEDGER, "ledger", ledger.process, settings.concurrency_for("ledger"), None)
         _with_sweeps(app, [(LEDGER_SEEN, seen)], settings.sweep_interval_s)
+
+    if "approvals" in wanted:
+        app, outputs = new_app("conveyor-approvals")
+        index = expiring(app, APPROVAL_INDEX, "approvals", settings.state_ttl_s, keep=approvals.waiting)
+        outputs.topic(APPROVAL_DECISIONS)
+        for spec in specs:
+            for node in spec.nodes:
+                if _parks(node.step):
+                    outputs.topic(step_topic(spec.name, node.name))
+        metrics.declare("-", "approvals")
+        router = approvals.ApprovalRouter(outputs, index)
+
+        async def last_resort(message: Any, exc: BaseException) -> None:
+            await outputs.dead_letter(message, None, "approvals", exc, 1, None)
+
+        # one agent over the three topics: partition p of each is on one worker, with the index's partition p
+        topic = raw_topics(app, [APPROVALS, APPROVAL_REQUESTS, APPROVAL_DECISIONS], settings.partitions)
+        faust_adapter.register_agent(app, topic, "approvals", router.process, last_resort,
+                                     settings.concurrency_for("approvals"))
+        _with_sweeps(app, [(APPROVAL_INDEX, index)], settings.sweep_interval_s)
     return compiled
 
 

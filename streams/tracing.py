@@ -2,6 +2,9 @@
 
 Attribute names follow the OpenTelemetry GenAI conventions where one exists
 (``gen_ai.request.model``, ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``).
+Conveyor's own: ``conveyor.tier`` (the model tier a gated node ran on, also on its model calls'
+spans) and ``conveyor.budget`` (what the tenant's budget did: the tier it forced, or ``rejected``),
+with ``conveyor.budget.spent_usd``/``conveyor.budget.limit_usd`` when the tenant has a budget.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ from typing import Any
 
 from steps.base import SubSpan, UsageRecord
 
-__all__ = ["StepTrace", "worker_name"]
+__all__ = ["BUDGET", "BUDGET_LIMIT", "BUDGET_SPENT", "TIER", "StepTrace", "worker_name"]
+
+TIER = "conveyor.tier"
+BUDGET = "conveyor.budget"
+BUDGET_SPENT = "conveyor.budget.spent_usd"
+BUDGET_LIMIT = "conveyor.budget.limit_usd"
 
 
 def worker_name(configured: str = "") -> str:
@@ -48,7 +56,8 @@ class StepTrace:
         return StepTrace(
             self.trace_id, self.request_id, self.pipeline, f"{self.step}/{span.name}", self.worker, span.started_at,
             0.0, attempt=self.attempt, ended_at=span.ended_at, status=span.status, error=span.error,
-            branch=self.branch, kind=span.kind, parent=self.step, attributes=dict(span.attributes),
+            branch=self.branch, kind=span.kind, parent=self.step,
+            attributes={**({TIER: self.attributes[TIER]} if TIER in self.attributes else {}), **span.attributes},
         )
 
     def to_dict(self) -> dict[str, Any]:
