@@ -15,9 +15,23 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
-__all__ = ["PII_MARK", "PiiMatch", "find_pii", "pii_field", "pii_fields", "redact"]
+__all__ = ["PII_MARK", "PiiMatch", "declare_pii_keys", "declared_pii_keys", "find_pii", "pii_field", "pii_fields",
+           "redact"]
 
 PII_MARK = "pii"  # the json_schema_extra key that declares a field personal data
+
+
+_DECLARED_KEYS: set[str] = set()
+
+
+def declare_pii_keys(*keys: str) -> None:
+    """Declare JSON keys whose values are personal data wherever they appear (e.g. a metadata key a step reads)."""
+    _DECLARED_KEYS.update(keys)
+
+
+def declared_pii_keys() -> frozenset[str]:
+    """The keys :func:`declare_pii_keys` declared."""
+    return frozenset(_DECLARED_KEYS)
 
 
 def pii_field(default: Any = ..., **kwargs: Any) -> Any:
@@ -79,6 +93,9 @@ def _iban_ok(text: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
+_ISO_DATE = re.compile(r"(19|20)\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")  # 2030-06-01 is a date, not a phone
+
+
 def _ip_ok(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -102,7 +119,7 @@ _DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool]]] = [
     (
         "phone",
         re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}[\s.-]\d{2,4}(?:[\s.-]\d{2,4}){0,2}(?!\w)"),
-        lambda s: 8 <= len(re.sub(r"\D", "", s)) <= 15,
+        lambda s: 8 <= len(re.sub(r"\D", "", s)) <= 15 and not _ISO_DATE.fullmatch(s),
     ),
 ]
 

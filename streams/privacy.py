@@ -3,7 +3,8 @@
 Two detectors. The safety step's own patterns (``steps.pii``: validated emails, cards, IBANs, phone
 numbers, SSNs, IPs) find PII in any text. Names, dates of birth and document numbers have no such
 pattern, so steps *declare* them: a field of a registered step's Input or Output model made with
-``steps.pii.pii_field`` (``json_schema_extra={"pii": True}``). Wherever a JSON-like value that
+``steps.pii.pii_field`` (``json_schema_extra={"pii": True}``), or a key named with ``steps.pii.declare_pii_keys`` (a
+metadata key such as an ID document's image). Wherever a JSON-like value that
 Conveyor keeps holds such a field, its value becomes ``[FIELD_NAME]``, and the same values (and
 their words) are masked inside the value's other strings, e.g. a greeting that quotes the name.
 Request text and state travel in clear on the step topics, because the steps need them;
@@ -18,24 +19,26 @@ from typing import Any
 
 import orjson
 
-from steps.pii import find_pii, pii_fields, redact
+from steps.pii import declared_pii_keys, find_pii, pii_fields, redact
 
 __all__ = ["Scrubber", "declared_pii_fields"]
 
 MIN_SECRET = 3  # shorter values (and words) are not masked inside other text: "Li" would eat every "Li"
+MAX_WORDED = 80  # a declared value up to this long also has its words masked (a name); a longer one only whole
 
 _cache: tuple[frozenset[tuple[str, int, int]], frozenset[str]] | None = None
 
 
 def declared_pii_fields() -> frozenset[str]:
-    """Names of the fields any registered step declares PII (Input and Output models)."""
+    """Names of the fields any registered step declares PII (Input and Output models), and declared keys."""
     global _cache
     from steps.registry import registered
 
     defs = registered()
-    key = frozenset((name, id(d.Input), id(d.Output)) for name, d in defs.items())
+    keys = declared_pii_keys()
+    key = frozenset((name, id(d.Input), id(d.Output)) for name, d in defs.items()) | {(k, 0, 0) for k in keys}
     if _cache is None or _cache[0] != key:
-        fields: set[str] = set()
+        fields: set[str] = set(keys)
         for d in defs.values():
             fields |= pii_fields(d.Input) | pii_fields(d.Output)
         _cache = (key, frozenset(fields))
@@ -53,7 +56,8 @@ def _secrets(values: Iterable[Any], fields: frozenset[str]) -> set[str]:
                     text = str(item).strip()
                     if len(text) >= MIN_SECRET:
                         found.add(text)
-                        found.update(w for w in text.split() if len(w) >= MIN_SECRET)
+                        if len(text) <= MAX_WORDED:  # a name's words; not every word of a page of OCR text
+                            found.update(w for w in text.split() if len(w) >= MIN_SECRET)
                 walk(item)
         elif isinstance(v, list):
             for item in v:

@@ -92,8 +92,12 @@ def _date(d: date, style: str) -> str:
     return f"{d.day:02d} {MONTHS[d.month - 1]} {d.year}"
 
 
-def render(applicant: Applicant, look: Look | None = None, *, seed: int = 0) -> Image.Image:
-    """The data page of ``applicant``'s passport as an RGB image, scanned as ``look`` says."""
+def render(applicant: Applicant, look: Look | None = None, *, seed: int = 0, mrz_of: Applicant | None = None) -> Image.Image:
+    """The data page of ``applicant``'s passport as an RGB image, scanned as ``look`` says.
+
+    ``mrz_of`` writes the machine-readable zone of another applicant: a page whose printed fields
+    were altered and whose MRZ was not (what the extractor reports as ``mismatches``).
+    """
     look = look or Look()
     page = Image.new("RGB", (WIDTH, HEIGHT), look.paper)
     draw = ImageDraw.Draw(page)
@@ -124,10 +128,10 @@ def render(applicant: Applicant, look: Look | None = None, *, seed: int = 0) -> 
             draw.text((900, y), label2, font=label_font, fill=(90, 90, 110))
             draw.text((900, y + getattr(label_font, "size", 16) + 4), value2, font=value_font, fill=ink)
         y += getattr(label_font, "size", 16) + look.size + 18
+    zone = mrz_of or applicant
     line1, line2 = mrz_lines(
-        surname=applicant.surname, given_names=applicant.given_names, document_number=applicant.document_number,
-        nationality=applicant.nationality, date_of_birth=applicant.date_of_birth, sex=applicant.sex,
-        expiry_date=applicant.expiry_date,
+        surname=zone.surname, given_names=zone.given_names, document_number=zone.document_number,
+        nationality=zone.nationality, date_of_birth=zone.date_of_birth, sex=zone.sex, expiry_date=zone.expiry_date,
     )
     draw.rectangle((0, HEIGHT - 170, WIDTH, HEIGHT), fill=tuple(min(255, c + 8) for c in look.paper))
     mrz_font = _font(MRZ_FONT, 40)
@@ -149,10 +153,14 @@ def _scan(page: Image.Image, look: Look, seed: int) -> Image.Image:
     return page
 
 
-def render_png(applicant: Applicant, look: Look | None = None, *, seed: int = 0) -> bytes:
-    """:func:`render` as PNG bytes (what ``metadata.document_base64`` carries, base64-encoded)."""
+def render_png(applicant: Applicant, look: Look | None = None, *, seed: int = 0, mrz_of: Applicant | None = None) -> bytes:
+    """:func:`render` as a greyscale PNG (what ``metadata.document_base64`` carries, base64-encoded).
+
+    Greyscale, as a document scanner sends: a noise-free page is under 100 KB, while a colour page
+    with sensor noise is over 1 MB, past the default CONVEYOR_MAX_MESSAGE_BYTES once base64-encoded.
+    """
     buffer = io.BytesIO()
-    render(applicant, look, seed=seed).save(buffer, format="PNG")
+    render(applicant, look, seed=seed, mrz_of=mrz_of).convert("L").save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 

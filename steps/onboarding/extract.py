@@ -141,9 +141,8 @@ def _document_number(text: str) -> str:
     token = max(re.findall(r"[A-Za-z0-9]{6,12}", text.replace(" ", "")) or [""], key=len)
     if not token:
         return ""
-    token = token.upper()
-    head = re.match(r"[A-Z0-9]{0,2}", token).group(0).translate(_LETTERISH)  # type: ignore[union-attr]
-    return head + token[len(head):].translate(_DIGITISH)
+    head = token[:2].upper().translate(_LETTERISH) if token[:2].upper().translate(_LETTERISH).isalpha() else token[:2]
+    return (head + token[2:].translate(_DIGITISH)).upper()
 
 
 def _country(code_line: str | None, name_line: str | None) -> str | None:
@@ -206,7 +205,7 @@ def extract(text: str, today: date | None = None) -> Extraction:
     for key in (*REQUIRED, "sex"):
         checked = checked_before = mrz is not None and mrz.checks.get(key, False)
         if checked and key in label and mrz is not None and mrz.confirms(key, _as_mrz(label[key])):
-            checked = False  # the check digit fits the printed value too: the print is the clearer reading
+            checked = not _better_printed(key, label[key], mrz_values.get(key))  # one check digit fits both
         if key in mrz_values and (checked or key not in label):
             out.values[key], out.sources[key] = mrz_values[key], "mrz"
         elif key in label:
@@ -225,6 +224,21 @@ def _disagree(key: str, printed: str | date, machine: str | date, checked: bool)
     if key in ("surname", "given_names"):
         return _similar(str(printed), str(machine)) < 0.75
     return key != "sex" and checked and printed != machine
+
+
+def _better_printed(key: str, printed: str | date, machine: str | date | None) -> bool:
+    """When one check digit fits both readings (1 in 10 by chance): whether the print is the likelier one.
+
+    Dates are printed unambiguously. Document numbers are letters then digits; the reading that
+    keeps that shape wins (the MRZ's OCR turns ``T`` into ``1``, the print's ``1`` into ``l``).
+    """
+    if isinstance(printed, date):
+        return True
+    shape = re.compile(r"([A-Z]*)[0-9]+")
+    fits_print, fits_mrz = shape.fullmatch(str(printed)), shape.fullmatch(str(machine or ""))
+    if fits_print is None:
+        return False
+    return fits_mrz is None or len(fits_print.group(1)) > len(fits_mrz.group(1))
 
 
 def _as_mrz(value: str | date) -> str:
