@@ -1,13 +1,65 @@
-"""PII detection and redaction with validating regexes (Luhn for cards, mod-97 for IBANs, real IP parsing)."""
+"""PII detection and redaction with validating regexes (Luhn for cards, mod-97 for IBANs, real IP parsing).
+
+Names, dates of birth and document numbers have no pattern a regex could validate, so a step
+declares them instead: a model field made with :func:`pii_field` (or carrying
+``json_schema_extra={"pii": True}``) is personal data wherever its value goes, and
+:func:`pii_fields` lists such fields of a model for the runtime's scrubber (``streams.privacy``).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
-__all__ = ["PiiMatch", "find_pii", "redact"]
+from pydantic import BaseModel, Field
+
+__all__ = ["PII_MARK", "PiiMatch", "declare_pii_keys", "declared_pii_keys", "find_pii", "pii_field", "pii_fields",
+           "redact"]
+
+PII_MARK = "pii"  # the json_schema_extra key that declares a field personal data
+
+
+_DECLARED_KEYS: set[str] = set()
+
+
+def declare_pii_keys(*keys: str) -> None:
+    """Declare JSON keys whose values are personal data wherever they appear (e.g. a metadata key a step reads)."""
+    _DECLARED_KEYS.update(keys)
+
+
+def declared_pii_keys() -> frozenset[str]:
+    """The keys :func:`declare_pii_keys` declared."""
+    return frozenset(_DECLARED_KEYS)
+
+
+def pii_field(default: Any = ..., **kwargs: Any) -> Any:
+    """A pydantic ``Field`` declared as personal data (masked wherever Conveyor keeps a copy)."""
+    return Field(default, json_schema_extra={PII_MARK: True}, **kwargs)
+
+
+def pii_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Names of ``model``'s fields declared personal data, nested models' fields included."""
+    found: set[str] = set()
+    seen: set[type[BaseModel]] = set()
+
+    def visit(m: type[BaseModel]) -> None:
+        if m in seen:
+            return
+        seen.add(m)
+        for name, info in m.model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get(PII_MARK) is True:
+                found.add(name)
+            annotation = info.annotation
+            candidates = [annotation, *getattr(annotation, "__args__", ())]
+            for c in candidates:
+                if isinstance(c, type) and issubclass(c, BaseModel):
+                    visit(c)
+
+    visit(model)
+    return frozenset(found)
 
 
 @dataclass(frozen=True)
@@ -41,6 +93,9 @@ def _iban_ok(text: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
+_ISO_DATE = re.compile(r"(19|20)\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")  # 2030-06-01 is a date, not a phone
+
+
 def _ip_ok(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -64,7 +119,7 @@ _DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool]]] = [
     (
         "phone",
         re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}[\s.-]\d{2,4}(?:[\s.-]\d{2,4}){0,2}(?!\w)"),
-        lambda s: 8 <= len(re.sub(r"\D", "", s)) <= 15,
+        lambda s: 8 <= len(re.sub(r"\D", "", s)) <= 15 and not _ISO_DATE.fullmatch(s),
     ),
 ]
 
