@@ -40,6 +40,7 @@ from steps.safety import Safety
 
 # the workflows' steps (research, devteam, ...): importing registers their names for pipeline files
 import steps.devteam  # noqa: E402,F401
+import steps.onboarding  # noqa: E402,F401
 import steps.planner  # noqa: E402,F401
 import steps.research  # noqa: E402,F401
 

@@ -214,7 +214,7 @@ class StepProcessor:
             if turn is not None:
                 self._remember_turn(history, env.request.session_key(), turn, ctx.history, message.partition, pending)
         await self._settle(pending, key, env, message.partition, "done", outcome.attempts, trace.route,
-                           _summary(self.scrub.value(output)))
+                           _summary(self.scrub.value(output, context=env.state)))
         return status
 
     async def _run(self, parsed: Any, ctx: StepContext, env: Envelope) -> Outcome:

@@ -11,7 +11,7 @@ from streams.errors import GraphError
 from streams.graph import END, REJECT, TERMINALS, GraphSpec
 from streams.pipeline_file import bundled, load_pipeline, parse_pipeline
 
-BUNDLED = ["support", "echo", "research", "devteam", "assistant"]
+BUNDLED = ["support", "echo", "research", "devteam", "assistant", "onboarding"]
 
 
 def support() -> dict[str, Any]:
