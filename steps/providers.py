@@ -66,7 +66,7 @@ class LLMNotConfiguredError(FatalStepError):
     def __init__(self, what: str) -> None:
         super().__init__(
             f"{what} needs an OpenAI-compatible model: set CONVEYOR_LLM_PROVIDER=openai and CONVEYOR_LLM_BASE_URL "
-            "(e.g. http://127.0.0.1:8000/v1), plus CONVEYOR_LLM_MODEL and CONVEYOR_LLM_API_KEY if it needs them"
+            "(e.g. http://localhost:8000/v1), plus CONVEYOR_LLM_MODEL and CONVEYOR_LLM_API_KEY if it needs them"
         )
 
 

@@ -145,7 +145,8 @@ def run_demo(
             from streams.demo_workflows import run_workflows
 
             run_workflows(Settings(broker=broker.bootstrap), run_id, run_dir, timeout_s)
-        click.echo(f"\n{len(results)} results in {time.time() - started:.1f}s in all (logs in {run_dir}/)")
+        what = f"{len(results)} support results" + (" and the workflows" if workflows else "")
+        click.echo(f"\n{what} in {time.time() - started:.1f}s in all (logs in {run_dir}/)")
         return 0
     finally:
         for proc in procs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import time
 from typing import Any
 
 import click
@@ -39,9 +40,11 @@ def print_result(result: Result, spans: list[dict[str, Any]]) -> None:
 
 def _compact(value: Any, width: int) -> str:
     if isinstance(value, dict):
-        text = ", ".join(f"{k}={_compact(v, 60)}" for k, v in value.items())
+        text = ", ".join(f"{k}={_compact(v, 60)}" for k, v in value.items() if v is not None)
     elif isinstance(value, list) and not any(isinstance(v, (dict, list)) for v in value):
         text = ", ".join(str(v) for v in value)
+    elif isinstance(value, float) and 1e9 < value < 1e10:  # a time.time() value: say when
+        text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
     elif isinstance(value, float):
         text = f"{value:.3g}"
     else:

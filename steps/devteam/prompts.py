@@ -13,7 +13,7 @@ __all__ = ["OFFLINE", "coder_messages", "feedback", "planner_messages", "reviewe
 
 OFFLINE = (
     "the devteam pipeline runs agents on an OpenAI-compatible chat model, and only the offline generator is "
-    "configured: set CONVEYOR_LLM_PROVIDER=openai and CONVEYOR_LLM_BASE_URL (e.g. http://127.0.0.1:8000/v1), "
+    "configured: set CONVEYOR_LLM_PROVIDER=openai and CONVEYOR_LLM_BASE_URL (e.g. http://localhost:8000/v1), "
     "plus CONVEYOR_LLM_MODEL and CONVEYOR_LLM_API_KEY if your server needs them"
 )
 
