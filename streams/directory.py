@@ -33,15 +33,18 @@ class Announcement(BaseModel):
     worker: str
     at: float
     gone: bool = False
+    deadline_ms: int | None = None  # the pipeline's default deadline for requests without their own
 
 
 class PipelineDirectory:
     """Announces this worker's pipelines and keeps the table of every worker's, current in the background."""
 
-    def __init__(self, settings: Settings, worker: str, local: dict[str, str], ttl_s: float = 120.0, every_s: float = 30.0) -> None:
+    def __init__(self, settings: Settings, worker: str, local: dict[str, str], ttl_s: float = 120.0, every_s: float = 30.0,
+                 deadlines: dict[str, int | None] | None = None) -> None:
         self.settings = settings
         self.worker = worker
         self.local = dict(local)  # pipeline -> entry node, served by this worker
+        self.deadlines = dict(deadlines or {})  # pipeline -> its default deadline_ms (None: the setting's)
         self.ttl_s = ttl_s
         self.every_s = every_s
         self._seen: dict[tuple[str, str], Announcement] = {}
@@ -56,6 +59,14 @@ class PipelineDirectory:
         now = time.time() if now is None else now
         live = [a for (p, _), a in self._seen.items() if p == pipeline and not a.gone and now - a.at < self.ttl_s]
         return max(live, key=lambda a: a.at).entry if live else None
+
+    def deadline_for(self, pipeline: str, now: float | None = None) -> int | None:
+        """The pipeline's own default ``deadline_ms`` (its file's ``deadline_ms:``), as announced; None if it has none."""
+        if pipeline in self.local:
+            return self.deadlines.get(pipeline)
+        now = time.time() if now is None else now
+        live = [a for (p, _), a in self._seen.items() if p == pipeline and not a.gone and now - a.at < self.ttl_s]
+        return max(live, key=lambda a: a.at).deadline_ms if live else None
 
     def served(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
@@ -146,7 +157,8 @@ class PipelineDirectory:
     async def announce(self, gone: bool = False) -> None:
         now = time.time()
         for pipeline, entry in self.local.items():
-            a = Announcement(pipeline=pipeline, entry=entry, worker=self.worker, at=now, gone=gone)
+            a = Announcement(pipeline=pipeline, entry=entry, worker=self.worker, at=now, gone=gone,
+                             deadline_ms=self.deadlines.get(pipeline))
             self.apply(orjson.dumps(a.model_dump()))
             await self._producer.send_and_wait(PIPELINES_TOPIC, orjson.dumps(a.model_dump()), key=f"{pipeline}/{self.worker}".encode())
 

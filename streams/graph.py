@@ -154,6 +154,7 @@ class GraphSpec(BaseModel):
     entry: str
     nodes: list[Node]
     result: list[str] = Field(default_factory=list)
+    deadline_ms: int | None = Field(default=None, gt=0)  # for its requests without their own deadline_ms
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

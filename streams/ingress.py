@@ -27,6 +27,8 @@ class Directory(Protocol):
 
     def served(self) -> list[str]: ...
 
+    def deadline_for(self, pipeline: str) -> int | None: ...
+
 
 class IngressProcessor:
     """Validates, assigns ids and deadlines, and forwards to ``conveyor.<pipeline>.<entry>``."""
@@ -74,7 +76,8 @@ class IngressProcessor:
         await asyncio.gather(*pending)
 
     def _envelope(self, request: Request, message: Any) -> Envelope:
-        deadline_ms = request.deadline_ms or self.settings.default_deadline_ms
+        deadline_ms = (request.deadline_ms or self.directory.deadline_for(request.pipeline)
+                       or self.settings.default_deadline_ms)
         return Envelope(
             request=request,
             trace_id=uuid.uuid4().hex,

@@ -123,6 +123,10 @@ class _Served:
     def served(self) -> list[str]:
         return sorted(self.specs)
 
+    def deadline_for(self, pipeline: str) -> int | None:
+        spec = self.specs.get(pipeline)
+        return spec.deadline_ms if spec is not None else None
+
 
 def _load(pipeline: GraphSpec | str | Path) -> GraphSpec:
     if isinstance(pipeline, GraphSpec):

@@ -117,7 +117,8 @@ def build_worker(settings: Settings, embedded: bool, specs: list[GraphSpec] | No
     metrics = Metrics()
     name = worker_name(settings.worker_name)
     directory = PipelineDirectory(
-        settings, name, {s.name: s.entry for s in specs}, ttl_s=settings.announce_ttl_s, every_s=settings.announce_every_s
+        settings, name, {s.name: s.entry for s in specs}, ttl_s=settings.announce_ttl_s, every_s=settings.announce_every_s,
+        deadlines={s.name: s.deadline_ms for s in specs},
     )
     compiled = compile(specs, settings, metrics, embedded=embedded, worker=name, directory=directory, only=settings.steps)
     deps = Deps(resource_config(settings))

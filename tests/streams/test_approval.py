@@ -134,3 +134,25 @@ def test_a_step_that_refuses_gives_rejected_without_a_dead_letter() -> None:
     assert result.error == "gate: this flow needs CONVEYOR_SOMETHING=on"
     assert out.dead_letters == []
     assert orjson.loads(orjson.dumps(out.spans[0]))["status"] == "rejected"
+
+
+class Left(StepModel):
+    left_s: float
+
+
+@step("test-time-left")
+async def time_left(input: Gate, ctx: StepContext) -> Left:
+    return Left(left_s=ctx.time_left() or -1.0)
+
+
+def test_a_pipeline_file_sets_the_default_deadline_of_its_requests() -> None:
+    flow = "name: slow\ndeadline_ms: 900000\nentry: a\nnodes:\n  - name: a\n    step: test-time-left\nresult: [left_s]\n"
+    spec = parse(flow, "slow.yaml")
+    assert spec.deadline_ms == 900_000
+    out = run_pipeline(spec, [{"id": "d1", "text": "x"}, {"id": "d2", "text": "x", "deadline_ms": 5000}])
+    pipeline_default, own = (r.output["left_s"] for r in out.results)
+    assert 800 < pipeline_default <= 900 and 0 < own <= 5  # the request's own deadline_ms wins
+    plain = run_pipeline(parse(flow.replace("deadline_ms: 900000\n", ""), "slow.yaml"), [{"id": "d3", "text": "x"}])
+    assert 0 < plain.results[0].output["left_s"] <= 60  # CONVEYOR_DEFAULT_DEADLINE_MS
+    with pytest.raises(GraphError, match="deadline_ms"):
+        parse(flow.replace("900000", "0"), "slow.yaml")

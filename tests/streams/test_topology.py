@@ -24,6 +24,9 @@ class LocalDirectory:
     def served(self) -> list[str]:
         return [SUPPORT.name]
 
+    def deadline_for(self, pipeline: str) -> int | None:
+        return None
+
 
 LOCAL = LocalDirectory()
 
