@@ -23,6 +23,7 @@ import numpy as np
 
 from steps.base import FatalStepError, RetryableStepError, Turn
 from steps.embedding import AsyncEmbedder
+from steps.smalltalk import smalltalk_reply
 
 __all__ = [
     "ChatReply",
@@ -361,25 +362,6 @@ def _prose(sentence: str) -> bool:
         return False
     letters = sum(ch.isalpha() or ch == " " for ch in sentence)
     return letters / len(sentence) >= 0.85
-
-
-_SMALLTALK_REPLIES = (
-    (re.compile(r"\b(thank|thanks|thx|cheers|appreciate)", re.I), "You're welcome! Ask me anything else about Python."),
-    (re.compile(r"\b(bye|goodbye|see you|good night)\b", re.I), "Goodbye! Come back with any Python question."),
-    (
-        re.compile(r"\b(who|what) are you\b|\byour name\b|\bwhat can you do\b|\brobot\b", re.I),
-        "I'm Conveyor's offline assistant: I answer Python questions from the Python documentation, with citations.",
-    ),
-    (re.compile(r"\b(hi|hello|hey|howdy|good (morning|afternoon|evening))\b", re.I),
-     "Hello! I answer questions about Python from its documentation. What would you like to know?"),
-)
-
-
-def smalltalk_reply(text: str) -> str:
-    for pattern, reply in _SMALLTALK_REPLIES:
-        if pattern.search(text):
-            return reply
-    return "I'm here for Python questions: ask how to do something, what a feature means, or paste an error."
 
 
 class ExtractiveProvider:

@@ -398,6 +398,34 @@ def demo(workers: int, timeout: float, pipeline: tuple[str, ...], no_workflows: 
         raise click.ClickException(str(exc)) from None
 
 
+@cli.command("eval")
+@click.argument("areas", nargs=-1)
+@click.option("--failures", is_flag=True, help="also print examples that still fail")
+def eval_(areas: tuple[str, ...], failures: bool) -> None:
+    """Measure answer, retrieval, safety, PII and intent quality on the labelled sets of tests/data/eval."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "tests" / "evals" / "__init__.py").is_file():
+        raise click.ClickException(f"{root / 'tests' / 'evals'} not found: evaluations run from a source checkout")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from tests.evals import areas as known, measure_all
+
+    unknown = sorted(set(areas) - set(known()))
+    if unknown:
+        raise click.UsageError(f"no evaluation {unknown[0]!r}; choose from {', '.join(known())}")
+    rows = measure_all(list(areas) or None)
+    click.echo(f"{'area':<12}{'metric':<40}{'split':<8}{'n':>6}{'value':>9}{'floor':>9}  ok")
+    for r in rows:
+        floor = "" if r.floor is None else (f"{'≥' if r.higher_is_better else '≤'}{r.floor:.2f}")
+        click.echo(f"{r.area:<12}{r.metric:<40}{r.split:<8}{r.n:>6}{r.value:>9.3f}{floor:>9}  {'yes' if r.passes else 'NO'}")
+    if failures:
+        for r in rows:
+            for example in r.failures[:10]:
+                click.echo(f"  {r.area}/{r.metric}: {example}")
+    if not all(r.passes for r in rows):
+        sys.exit(1)
+
+
 BENCHMARKS = {"overhead": "overhead.py", "chaos": "chaos.py", "soak": "soak.py"}
 
 
