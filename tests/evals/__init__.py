@@ -13,7 +13,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DATA", "Row", "areas", "measure_all"]
+__all__ = ["DATA", "Row", "areas", "docs_deps", "measure_all"]
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "eval"
 
@@ -52,3 +52,21 @@ def measure_all(only: list[str] | None = None) -> list[Row]:
         module = importlib.import_module(f"tests.evals.{area}")
         rows.extend(module.measure())
     return rows
+
+
+_DEPS: list[object] = []
+
+
+def docs_deps() -> object:
+    """The process's :class:`steps.deps.Deps` over the real Python-docs index (built once, cached on disk).
+
+    Evaluations of retrieval and answers use the product's own index; the first call on a fresh
+    machine builds it (minutes), later ones load ``~/.cache/conveyor/index``.
+    """
+    if not _DEPS:
+        from steps.deps import Deps, ResourceConfig
+        from streams.app import Settings
+
+        settings = Settings()
+        _DEPS.append(Deps(ResourceConfig(index_dir=settings.index_dir, corpus_path=settings.corpus)))
+    return _DEPS[0]
