@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from steps.markup import ApiFact, api_directive, parse, qualify_directives
+
 __all__ = [
     "PYTHON_DOCS",
     "PYTHON_DOCS_EXCLUDE",
@@ -37,6 +39,11 @@ class Passage:
     source: str
     title: str
     text: str
+
+    @property
+    def apis(self) -> list[ApiFact]:
+        """The APIs this passage documents, from its directive lines (``.. function:: json.loads(s, ...)``)."""
+        return parse(self.text).facts
 
 
 def _source_name(root: Path, path: Path) -> str:
@@ -97,24 +104,40 @@ def _sections(text: str) -> list[tuple[str, str]]:
 
 
 def split_document(source: str, text: str, min_chars: int = 120, max_chars: int = 1500) -> list[Passage]:
-    """Passages of at most ``max_chars``, cut at headings, then at paragraph boundaries."""
+    """Passages of at most ``max_chars``, cut at headings, then at paragraph boundaries.
+
+    API directives are qualified with their module and class (:func:`steps.markup.qualify_directives`),
+    and a passage cut from the middle of an API's documented body starts with that API's directive
+    line, so that every passage names the APIs it describes.
+    """
     out: list[Passage] = []
     doc_title = ""
+    if ".. " in text:
+        text = qualify_directives(text)
     for title, body in _sections(text):
         doc_title = doc_title or title
         if len(body) < min_chars:
             continue
+        name = title or doc_title or source
         chunk = ""
+        active: tuple[int, str] | None = None  # the API directive whose body we are in: (indent, line)
         for para in re.split(r"\n\s*\n", body):
+            first = para.lstrip("\n")
+            indent = len(first) - len(first.lstrip())
+            carried = active if active is not None and indent > active[0] else None
+            if first.strip() and carried is None:
+                active = None
+            if api_directive(first.split("\n", 1)[0]) is not None:
+                active = (indent, first.split("\n", 1)[0])
             if chunk and len(chunk) + len(para) + 2 > max_chars:
-                out.append(Passage(source, title or doc_title or source, chunk.strip()))
-                chunk = ""
+                out.append(Passage(source, name, chunk.strip()))
+                chunk = f"{carried[1].strip()}\n\n" if carried else ""
             while len(para) > max_chars:
-                out.append(Passage(source, title or doc_title or source, para[:max_chars]))
+                out.append(Passage(source, name, para[:max_chars]))
                 para = para[max_chars:]
             chunk = f"{chunk}\n\n{para}" if chunk else para
         if len(chunk.strip()) >= min_chars:
-            out.append(Passage(source, title or doc_title or source, chunk.strip()))
+            out.append(Passage(source, name, chunk.strip()))
     return out
 
 

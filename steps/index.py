@@ -18,9 +18,13 @@ import numpy as np
 from steps.corpus import PYTHON_DOCS, PYTHON_DOCS_EXCLUDE, Passage, corpus_fingerprint, folder_passages, stdlib_passages
 from steps.embedding import Embedder
 
-__all__ = ["Hit", "IndexNotFoundError", "VectorIndex", "default_corpus", "load_or_build"]
+__all__ = ["INDEX_VERSION", "Hit", "IndexNotFoundError", "VectorIndex", "default_corpus", "load_or_build"]
 
 log = logging.getLogger(__name__)
+
+# Part of the cache key: bump it when what a passage holds changes, so stale indexes are rebuilt.
+# 2: API directives qualified with module and class, carried into passages cut from an API's body.
+INDEX_VERSION = 2
 
 
 class IndexNotFoundError(FileNotFoundError):
@@ -107,13 +111,13 @@ def load_or_build(cache_dir: Path, embedder: Embedder, corpus_path: Path | None 
         description = str(corpus_path)
     exclude: tuple[str, ...] = ()
     if corpus_path is None:
-        key = f"stdlib-{embedder.model_id}"
+        key = f"stdlib-{embedder.model_id}-v{INDEX_VERSION}"
     else:
         if not corpus_path.is_dir():
             raise IndexNotFoundError(f"{corpus_path} is not a folder of Markdown/reST/HTML/text files")
         if corpus_path == PYTHON_DOCS:
             exclude = PYTHON_DOCS_EXCLUDE
-        key = f"{corpus_path.name or 'root'}-{corpus_fingerprint(corpus_path, exclude)}-{embedder.model_id}"
+        key = f"{corpus_path.name or 'root'}-{corpus_fingerprint(corpus_path, exclude)}-{embedder.model_id}-v{INDEX_VERSION}"
     directory = cache_dir / key
     try:
         return VectorIndex.load(directory)

@@ -6,7 +6,7 @@ import numpy as np
 
 from steps.corpus import folder_passages, split_document, stdlib_passages
 from steps.embedding import MiniLMEmbedder
-from steps.index import IndexNotFoundError, VectorIndex, load_or_build
+from steps.index import INDEX_VERSION, IndexNotFoundError, VectorIndex, load_or_build
 
 
 def test_split_at_rest_and_markdown_headings() -> None:
@@ -50,6 +50,7 @@ def test_index_search_save_load(tmp_path: Path, corpus_dir: Path) -> None:
     assert hits[0].score >= hits[1].score >= hits[2].score
     again = load_or_build(tmp_path, embedder, corpus_dir)  # from the cache: same vectors, no rebuild
     assert np.array_equal(again.vectors, index.vectors) and len(again) == len(index)
+    assert [p.name.endswith(f"-v{INDEX_VERSION}") for p in tmp_path.iterdir()] == [True]  # stale formats rebuild
 
 
 def test_missing_index_says_how_to_build(tmp_path: Path) -> None:
@@ -59,3 +60,59 @@ def test_missing_index_says_how_to_build(tmp_path: Path) -> None:
         assert "conveyor index" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("expected IndexNotFoundError")
+
+
+PAGE = """:mod:`collections` --- Container datatypes
+==========================================
+
+.. module:: collections
+   :synopsis: Container datatypes
+
+Counter objects
+---------------
+
+A counter tool is provided to support convenient and rapid tallies.
+
+.. class:: Counter([iterable-or-mapping])
+
+   A :class:`Counter` is a :class:`dict` subclass for counting hashable objects.
+
+   .. method:: most_common([n])
+
+      Return a list of the *n* most common elements and their counts from the
+      most common to the least.
+
+      {filler}
+
+      Elements with equal counts are ordered in the order first encountered::
+
+         >>> Counter('abracadabra').most_common(3)
+         [('a', 5), ('b', 2), ('r', 2)]
+
+.. function:: namedtuple(typename, field_names)
+
+   Returns a new tuple subclass named *typename*.
+"""
+
+
+def test_api_directives_are_qualified_with_module_and_class() -> None:
+    (passage,) = split_document("library/collections.html", PAGE.format(filler="Filler."))
+    assert [(a.kind, a.name) for a in passage.apis] == [
+        ("class", "collections.Counter"), ("method", "collections.Counter.most_common"),
+        ("function", "collections.namedtuple"),
+    ]
+    assert ".. method:: collections.Counter.most_common([n])" in passage.text
+    assert passage.apis[1].signature == "collections.Counter.most_common([n])"
+
+
+def test_a_passage_cut_inside_an_api_body_starts_with_its_directive() -> None:
+    filler = "\n\n      ".join("Counting words is a common need when reading text. " * 6 for _ in range(4))
+    passages = split_document("library/collections.html", PAGE.format(filler=filler), max_chars=700)
+    assert len(passages) > 2
+    tail = [p for p in passages if "abracadabra" in p.text]
+    assert tail and tail[0].text.startswith(".. method:: collections.Counter.most_common([n])")
+    assert [a.name for a in tail[0].apis][0] == "collections.Counter.most_common"
+    # a paragraph back at the top level closes the body: namedtuple's passage does not carry most_common
+    last = [p for p in passages if "typename" in p.text][0]
+    assert "collections.Counter.most_common" not in [a.name for a in last.apis] or "abracadabra" in last.text
+

@@ -168,3 +168,90 @@ def test_ignoring_retry_after_gets_another_429(fake_llm: Any) -> None:
             await provider.close()
 
     assert asyncio.run(go()).model == "ratelimited"
+
+
+# The offline extractive generator: answers that name the API, code rendered as code, few embeddings.
+
+JSON_PASSAGE = """.. function:: json.loads(s, *, cls=None, object_hook=None, parse_float=None, parse_int=None, parse_constant=None, object_pairs_hook=None, **kw)
+
+   Deserialize *s* (a :class:`str`, :class:`bytes` or :class:`bytearray`
+   instance containing a JSON document) to a Python object using this
+   :ref:`conversion table <json-to-py-table>`.
+
+   If the data being deserialized is not a valid JSON document, a
+   :exc:`JSONDecodeError` will be raised.
+
+   Decoding JSON::
+
+       >>> json.loads('["foo", {"bar":["baz", null, 1.0, 2]}]')
+       ['foo', {'bar': ['baz', None, 1.0, 2]}]
+
+.. function:: json.dumps(obj, *, skipkeys=False, ensure_ascii=True)
+
+   Serialize *obj* to a JSON formatted :class:`str` using this conversion table.
+"""
+
+
+def test_markup_keeps_signatures_as_facts_and_code_out_of_prose() -> None:
+    from steps.markup import clean_markup, parse
+
+    parsed = parse(JSON_PASSAGE)
+    assert [f.name for f in parsed.facts] == ["json.loads", "json.dumps"]
+    assert [b.owner for b in parsed.blocks][:2] == ["json.loads", "json.loads"]
+    assert [c.line for c in parsed.code] == ["json.loads('[\"foo\", {\"bar\":[\"baz\", null, 1.0, 2]}]')"]
+    prose = clean_markup(JSON_PASSAGE)
+    assert "Deserialize s (a str, bytes or bytearray" in prose
+    assert ">>>" not in prose and "['foo'" not in prose and "::" not in prose
+
+
+def test_code_block_directives_are_code_and_notes_are_prose() -> None:
+    from steps.markup import parse
+
+    parsed = parse(".. note::\n\n   Keys are always strings.\n\n.. code-block:: python\n\n   data = json.load(f)\n   print(data)\n")
+    assert [b.text for b in parsed.blocks] == ["Keys are always strings."]
+    assert [c.line for c in parsed.code] == ["data = json.load(f)", "print(data)"]
+
+
+def extractive(**kw: Any) -> Any:
+    from steps.embedding import AsyncEmbedder, MiniLMEmbedder
+    from steps.providers import ExtractiveProvider
+
+    return ExtractiveProvider(AsyncEmbedder(MiniLMEmbedder()), **kw)
+
+
+def test_extractive_answer_leads_with_the_api_and_renders_code_as_code() -> None:
+    provider = extractive()
+    passages = [{"source": "library/json.html", "title": "Basic Usage", "text": JSON_PASSAGE, "score": 0.7}]
+    out = asyncio.run(provider.generate(GenerationRequest(question="how do i parse a json string into a dict", passages=passages)))
+    assert out.text.startswith("`json.loads(s, *, cls=None"), out.text
+    assert out.text.split("\n\n")[0].endswith("[1].")
+    assert "\n\n```python\njson.loads('[\"foo\"" in out.text and out.text.endswith("```")
+    assert out.passages == passages
+
+
+def test_extractive_embeds_only_a_shortlist_of_sentences() -> None:
+    from steps.embedding import AsyncEmbedder, MiniLMEmbedder
+    from steps.providers import ExtractiveProvider
+
+    real = MiniLMEmbedder()
+    sizes: list[int] = []
+
+    class Counting:
+        model_id, dim = real.model_id, real.dim
+
+        def embed(self, texts: list[str]) -> Any:
+            sizes.append(len(texts))
+            return real.embed(texts)
+
+    provider = ExtractiveProvider(AsyncEmbedder(Counting()), rerank=4)
+    text = " ".join(f"Sentence number {i} talks about topic {i} in some detail here." for i in range(40))
+    passages = [{"source": "a.html", "title": "A", "text": text, "score": 0.5}]
+    asyncio.run(provider.generate(GenerationRequest(question="what about topic 7?", passages=passages)))
+    assert sizes == [1, 4]  # the question, then 4 of the 40 sentences
+
+
+def test_extractive_does_not_know_when_passages_are_unrelated() -> None:
+    provider = extractive()
+    passages = [{"source": "library/json.html", "title": "Basic Usage", "text": JSON_PASSAGE, "score": 0.2}]
+    out = asyncio.run(provider.generate(GenerationRequest(question="What is the capital of France?", passages=passages)))
+    assert out.text.startswith("I don't know") and out.passages == []
