@@ -30,8 +30,11 @@ _STOP = frozenset(
     "would will i me my we you your it its this that these those with from by as at into out up if not no "
     "there their them get got use using used way best python py want need make some any all one more than".split()
 )
-FACT_MATCH_WEIGHT = 0.5  # a name in the question counts, but "list" in "sort a list" must not lead with list()
-MAX_SIGNATURE = 70  # longer signatures are cut at a parameter boundary and end with ", ...)"
+FACT_MATCH_WEIGHT = 0.2  # a name in the question counts, but "list" in "sort a list" must not lead with list()
+LEAD_RATIO = 0.2  # an API leads when its score is at least this share of the best sentence's (chosen on the tune split)
+MAX_SIGNATURE = 70
+_MODULE_PAGE = re.compile(r"library/([a-z_][\w.]*)\.html")
+_THIS_MODULE = re.compile(r"^(This|The) module\b")  # longer signatures are cut at a parameter boundary and end with ", ...)"
 
 
 def _stem(word: str) -> str:
@@ -70,6 +73,17 @@ class Reading:
     candidates: list[Candidate]
     facts: list[list[ApiFact]]
     code: list[list[CodeLine]]
+    modules: list[str | None]  # the module a passage documents (``library/timeit.html``: ``timeit``)
+
+    def descriptions(self) -> list[int]:
+        """The first sentence of each API's documented body (what it does), in passage order."""
+        out: list[int] = []
+        seen: set[tuple[int, str]] = set()
+        for k, cand in enumerate(self.candidates):
+            if cand.owner is not None and (cand.passage, cand.owner) not in seen:
+                seen.add((cand.passage, cand.owner))
+                out.append(k)
+        return out
 
 
 _CACHE: OrderedDict[str, tuple[list[tuple[str, str | None]], list[ApiFact], list[CodeLine]]] = OrderedDict()
@@ -98,12 +112,15 @@ def read_passages(passages: list[dict[str, Any]]) -> Reading:
     candidates: list[Candidate] = []
     facts: list[list[ApiFact]] = []
     code: list[list[CodeLine]] = []
+    modules: list[str | None] = []
     for i, passage in enumerate(passages):
+        page = _MODULE_PAGE.fullmatch(str(passage.get("source", "")))
+        modules.append(page.group(1) if page else None)
         found, passage_facts, passage_code = _read(str(passage.get("text", "")))
         candidates.extend(Candidate(i, s, owner, k) for k, (s, owner) in enumerate(found))
         facts.append(passage_facts)
         code.append(passage_code)
-    return Reading(candidates, facts, code)
+    return Reading(candidates, facts, code, modules)
 
 
 def lexical_scores(question: str, reading: Reading) -> list[float]:
@@ -144,7 +161,9 @@ def named_api(question: str, reading: Reading) -> bool:
 
 
 def _signature(fact: ApiFact) -> str:
-    sig = fact.signature
+    sig = fact.signature.rstrip("\\ ").rstrip(",")
+    if sig.count("(") > sig.count(")"):  # the directive went on on the next line
+        sig = f"{sig}, ...)" if not sig.endswith("(") else f"{sig}...)"
     if len(sig) <= MAX_SIGNATURE or "(" not in sig:
         return sig
     head, _, params = sig.partition("(")
@@ -183,24 +202,10 @@ def compose(question: str, reading: Reading, scores: list[float], *, max_sentenc
     ranked = sorted(range(len(reading.candidates)), key=lambda k: -scores[k])
     if not ranked:
         return "", []
-    # the lead API: named by the question, or owning the best sentences, in a highly ranked passage
-    best_fact: tuple[float, int, ApiFact] | None = None
-    for p, facts in enumerate(reading.facts):
-        for order, fact in enumerate(facts):
-            owned = [scores[k] for k in ranked if reading.candidates[k].owner == fact.name and reading.candidates[k].passage == p]
-            value = (FACT_MATCH_WEIGHT * _fact_match(question_tokens, question, fact) + (max(owned) if owned else 0.0)
-                     - 0.05 * p - 0.01 * order)
-            if best_fact is None or value > best_fact[0]:
-                best_fact = (value, p, fact)
-    top = reading.candidates[ranked[0]]
-    lead: ApiFact | None = None
-    if best_fact is not None and best_fact[0] >= scores[ranked[0]] * 0.8:
-        lead = best_fact[2]
+    lead = _lead(question, question_tokens, reading, scores, scores[ranked[0]])
     chosen: list[int] = []
     if lead is not None:
-        lead_passage = best_fact[1] if best_fact else 0
-        owned = [k for k in range(len(reading.candidates))
-                 if reading.candidates[k].owner == lead.name and reading.candidates[k].passage == lead_passage]
+        owned = [k for k, c in enumerate(reading.candidates) if c.owner == lead[0].name and c.passage == lead[1]]
         if owned:
             chosen.append(owned[0])  # the sentence that says what the API does
     for k in ranked:
@@ -219,17 +224,38 @@ def compose(question: str, reading: Reading, scores: list[float], *, max_sentenc
             cited.append(cand.passage)
         tag = f"[{cited.index(cand.passage) + 1}]"
         text = cand.text
+        module = reading.modules[cand.passage]
+        if module and _THIS_MODULE.match(text):
+            text = _THIS_MODULE.sub(f"The `{module}` module", text, count=1)
         if n == 0 and lead is not None:
-            text = f"`{_signature(lead)}`: {text}" if cand.owner == lead.name else f"Use `{_signature(lead)}`. {text}"
+            sig = _signature(lead[0])
+            text = f"`{sig}`: {text}" if cand.owner == lead[0].name else f"Use `{sig}`. {text}"
         parts.append(_tag(text, tag))
     if lead is not None and not order:
         return "", []
     answer = " ".join(parts)
-    code_passage = best_fact[1] if lead is not None and best_fact else top.passage
-    code = _code_line(reading, code_passage, lead, question_tokens) if code_passage in cited else None
+    code_passage = lead[1] if lead is not None else reading.candidates[ranked[0]].passage
+    code = _code_line(reading, code_passage, lead[0] if lead else None, question_tokens) if code_passage in cited else None
     if code and code not in answer:
         answer += f"\n\n```python\n{code}\n```"
     return answer, cited
+
+
+def _lead(question: str, question_tokens: set[str], reading: Reading, scores: list[float],
+          best_sentence: float) -> tuple[ApiFact, int] | None:
+    """The API to lead with and its passage: named by the question, or saying what was asked, ranked high."""
+    best: tuple[float, int, ApiFact] | None = None
+    for p, facts in enumerate(reading.facts):
+        for order, fact in enumerate(facts):
+            owned = [scores[k] for k, c in enumerate(reading.candidates) if c.owner == fact.name and c.passage == p]
+            # what it does (its first sentence) counts most; a long body must not win by its many sentences
+            said = 0.7 * owned[0] + 0.3 * max(owned) if owned else 0.0
+            value = FACT_MATCH_WEIGHT * _fact_match(question_tokens, question, fact) + said - 0.05 * p - 0.01 * order
+            if best is None or value > best[0]:
+                best = (value, p, fact)
+    if best is None or best[0] < best_sentence * LEAD_RATIO:
+        return None
+    return best[2], best[1]
 
 
 def _tag(sentence: str, tag: str) -> str:

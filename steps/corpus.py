@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
+MAX_CARRIED_DESCRIPTION = 400  # an API's first paragraph is repeated in passages cut from its body up to this size
 SUFFIXES = (".rst.txt", ".rst", ".md", ".markdown", ".txt", ".html", ".htm")
 _RST_UNDERLINE = re.compile(r"([=\-~^*#\"'`+])\1{3,}")
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
@@ -108,7 +109,8 @@ def split_document(source: str, text: str, min_chars: int = 120, max_chars: int 
 
     API directives are qualified with their module and class (:func:`steps.markup.qualify_directives`),
     and a passage cut from the middle of an API's documented body starts with that API's directive
-    line, so that every passage names the APIs it describes.
+    line and the first paragraph of its body (what it does), so that every passage names the APIs it
+    describes and says what they do.
     """
     out: list[Passage] = []
     doc_title = ""
@@ -120,7 +122,8 @@ def split_document(source: str, text: str, min_chars: int = 120, max_chars: int 
             continue
         name = title or doc_title or source
         chunk = ""
-        active: tuple[int, str] | None = None  # the API directive whose body we are in: (indent, line)
+        # the API directive whose body we are in: (indent, directive line, first paragraph of its body)
+        active: tuple[int, str, str] | None = None
         for para in re.split(r"\n\s*\n", body):
             first = para.lstrip("\n")
             indent = len(first) - len(first.lstrip())
@@ -128,10 +131,12 @@ def split_document(source: str, text: str, min_chars: int = 120, max_chars: int 
             if first.strip() and carried is None:
                 active = None
             if api_directive(first.split("\n", 1)[0]) is not None:
-                active = (indent, first.split("\n", 1)[0])
+                active = (indent, first.split("\n", 1)[0], "")
+            elif active is not None and not active[2] and indent > active[0] and not first.lstrip().startswith(".."):
+                active = (active[0], active[1], para if len(para) <= MAX_CARRIED_DESCRIPTION else "")
             if chunk and len(chunk) + len(para) + 2 > max_chars:
                 out.append(Passage(source, name, chunk.strip()))
-                chunk = f"{carried[1].strip()}\n\n" if carried else ""
+                chunk = _carry(carried) if carried else ""
             while len(para) > max_chars:
                 out.append(Passage(source, name, para[:max_chars]))
                 para = para[max_chars:]
@@ -139,6 +144,12 @@ def split_document(source: str, text: str, min_chars: int = 120, max_chars: int 
         if len(chunk.strip()) >= min_chars:
             out.append(Passage(source, name, chunk.strip()))
     return out
+
+
+def _carry(active: tuple[int, str, str]) -> str:
+    """The head of a passage cut inside an API's body: its directive line and what it does (first paragraph)."""
+    _, directive, description = active
+    return f"{directive.strip()}\n\n{description}\n\n" if description else f"{directive.strip()}\n\n"
 
 
 # Parts of the Python docs that answer no user question well (release notes, C API, legal pages)

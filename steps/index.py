@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 # Part of the cache key: bump it when what a passage holds changes, so stale indexes are rebuilt.
 # 2: API directives qualified with module and class, carried into passages cut from an API's body.
-INDEX_VERSION = 2
+# 3: such passages also repeat the API's first paragraph (what it does).
+INDEX_VERSION = 3
 
 
 class IndexNotFoundError(FileNotFoundError):

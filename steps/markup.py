@@ -51,6 +51,8 @@ _FIELD = re.compile(r"^\s*:[\w -]+:(\s|$)")
 _TABLE_RULE = re.compile(r"^\s*[=+\-|]{3,}[=+\-| ]*$")
 _ROLE = re.compile(r":[\w:+-]+:`(?P<tilde>~?)(?P<body>[^`<]*?)(?:\s*<(?P<target>[^>]*)>)?`")
 _NAME = re.compile(r"^[A-Za-z_][\w.]*")
+# code that reached prose (a literal block cut off from its "::" by a passage boundary)
+_CODE_LIKE = re.compile(r"(^|\s)#\s|^\s*(def|class|import|from|return|for|while|if)\s[^.]*[:(]|\)\s*:\s|\w\(\w*\)\s*$|\b\w+ = \w+\(")
 
 
 @dataclass(frozen=True)
@@ -304,5 +306,7 @@ def is_prose(sentence: str) -> bool:
     if ">>>" in sentence or "..." in sentence or sentence.rstrip().endswith("::"):
         return False
     plain = re.sub(r"`[^`]*`", "x", sentence)
+    if _CODE_LIKE.search(plain):
+        return False
     letters = sum(ch.isalpha() or ch == " " for ch in plain)
     return letters / max(1, len(plain)) >= 0.85

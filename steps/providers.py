@@ -338,8 +338,9 @@ class ExtractiveProvider:
     """Offline generator: the API that matches the question, then its best sentences, with ``[n]`` tags.
 
     Sentences are ranked lexically against the question (:mod:`steps.answer`, no model); only the
-    ``rerank`` best are scored with the embedder, and their vectors are cached, so a request embeds
-    its question and at most ``rerank`` sentences instead of every sentence of every passage
+    ``rerank`` best, plus the opening sentence of up to ``rerank_apis`` documented APIs, are scored
+    with the embedder, and their vectors are cached, so a request embeds its question and at most
+    ``rerank + rerank_apis`` sentences instead of every sentence of every passage
     (0.4–0.6 s per request before, issue 8). It says it does not know when no sentence reaches
     ``min_score`` cosine similarity and the question names none of the passages' APIs.
     """
@@ -348,13 +349,15 @@ class ExtractiveProvider:
 
     def __init__(
         self, embedder: AsyncEmbedder, max_sentences: int = 3, min_score: float = 0.3, cache_size: int = 10_000,
-        rerank: int = 6, lexical_weight: float = 0.4,
+        rerank: int = 4, rerank_apis: int = 8, lexical_weight: float = 0.4, rank_prior: float = 0.01,
     ) -> None:
         self.embedder = embedder
         self.max_sentences = max_sentences
         self.min_score = min_score
         self.cache_size = cache_size
         self.rerank = rerank
+        self.rerank_apis = rerank_apis
+        self.rank_prior = rank_prior  # per rank of the passage (retrieval order), off a sentence's score
         self.lexical_weight = lexical_weight
         # sentence -> vector: popular pages are retrieved again and again (about 1.5 KB a sentence)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -390,8 +393,11 @@ class ExtractiveProvider:
             return await self._completion(NO_ANSWER, request.question, [])
         lexical = lexical_scores(query, reading)
         # a small prior for each passage's opening sentences and for higher-ranked passages
-        prior = [0.02 * (c.position == 0) - 0.01 * c.passage for c in reading.candidates]
+        prior = [0.02 * (c.position == 0) - self.rank_prior * c.passage for c in reading.candidates]
         shortlist = sorted(range(len(lexical)), key=lambda k: -(lexical[k] + prior[k]))[: self.rerank]
+        # and what the first few documented APIs do, so that the lead API is chosen on meaning too
+        described = sorted(reading.descriptions(), key=lambda k: -(lexical[k] + prior[k]))[: self.rerank_apis]
+        shortlist += [k for k in described if k not in shortlist]
         query_vector = (await self.embedder.embed([query]))[0]
         vectors = await self._sentence_vectors([reading.candidates[k].text for k in shortlist])
         cosine = vectors @ query_vector
