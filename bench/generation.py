@@ -45,6 +45,7 @@ def providers_at(revision: str) -> types.ModuleType:
     spec = importlib.util.spec_from_loader(f"providers_{revision.replace('/', '_')}", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     exec(compile(source, f"{revision}:steps/providers.py", "exec"), module.__dict__)  # noqa: S102 - our own history
     return module
 

@@ -349,7 +349,7 @@ class ExtractiveProvider:
 
     def __init__(
         self, embedder: AsyncEmbedder, max_sentences: int = 3, min_score: float = 0.3, cache_size: int = 10_000,
-        rerank: int = 4, rerank_apis: int = 8, lexical_weight: float = 0.4, rank_prior: float = 0.01,
+        rerank: int = 2, rerank_apis: int = 4, lexical_weight: float = 0.4, rank_prior: float = 0.01,
     ) -> None:
         self.embedder = embedder
         self.max_sentences = max_sentences
