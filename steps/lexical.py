@@ -84,11 +84,16 @@ class Speller:
     """Vocabulary-based spelling correction: the nearest known word within ``max_edits(word)`` edits.
 
     Words shorter than ``min_length`` and words that hold digits are never changed (``py3``, ``os``);
-    neither is a word the vocabulary knows, even if another known word is commoner.
+    neither is a word the corpus holds (even once, or as the same stem: ``accents`` by ``accent``),
+    even if another known word is commoner. A correction is a word seen at least ``min_count`` times.
     """
 
     def __init__(self, counts: Counter[str], min_count: int = 2, min_length: int = 4, shortlist: int = 60) -> None:
-        self.counts = {w: c for w, c in counts.items() if c >= min_count}
+        from steps.research.text import stem  # lazily: steps.research's package imports the steps that import this
+
+        self._stem = stem
+        self.counts = {w: c for w, c in counts.items() if c >= min_count}  # the words a typo may become
+        self.known = frozenset(counts)  # the words a query word may be: seen once is enough
         self.min_length = min_length
         self.shortlist = shortlist
         grams: defaultdict[str, list[str]] = defaultdict(list)
@@ -106,6 +111,7 @@ class Speller:
         return cls(counts, **kw)
 
     def __contains__(self, word: str) -> bool:
+        """Whether ``word`` may be a correction (seen at least ``min_count`` times)."""
         return word in self.counts
 
     @staticmethod
@@ -114,7 +120,9 @@ class Speller:
 
     def correct_word(self, word: str) -> Correction | None:
         """The correction of one lower-case word, or None when it is known, too short or has no close neighbour."""
-        if len(word) < self.min_length or word in self.counts or not word.isalpha() or not word.isascii():
+        if len(word) < self.min_length or not word.isalpha() or not word.isascii():
+            return None
+        if word in self.known or self._stem(word) in self.known:  # "accents" is known by "accent"
             return None
         limit = self.max_edits(word)
         shared: Counter[str] = Counter()

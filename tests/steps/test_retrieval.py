@@ -11,7 +11,7 @@ import pytest
 
 from steps.base import StepContext
 from steps.deps import Deps, ResourceConfig
-from steps.lexical import LexicalIndex, Speller, edit_distance, lexical_index, page_words
+from steps.lexical import Correction, LexicalIndex, Speller, edit_distance, lexical_index, page_words
 from steps.retrieval import Retrieval, RetrievalInput, RetrievalNotWarmError, best, fuse
 
 
@@ -70,6 +70,13 @@ def test_speller_leaves_known_short_rare_foreign_and_far_words_alone() -> None:
     for word in ("print", "jsn", "données", "zzzzzzzz", "py3k"):
         assert speller.correct_word(word) is None, word
     assert speller.correct("formt the output")[0] == "format the output"
+
+
+def test_speller_knows_inflections_and_words_seen_once() -> None:
+    speller = Speller(Counter({"accent": 1, "accept": 30, "programs": 1, "program": 8}))
+    assert speller.correct_word("accents") is None  # its stem "accent" is in the corpus: not "accepts"
+    assert speller.correct_word("programs") is None  # seen once: known, though not a correction target
+    assert speller.correct_word("programm") == Correction("programm", "program", 1)
 
 
 def test_page_words_name_the_module() -> None:
