@@ -1,4 +1,13 @@
-"""PII detection and redaction with validating regexes (Luhn for cards, mod-97 for IBANs, real IP parsing).
+"""PII detection and redaction: every candidate is validated before it is masked.
+
+Emails follow RFC 5322's practical subset (apostrophes, plus-addressing, subdomains, Unicode letters);
+IBANs are checked against their country's length and the mod-97 checksum *before* the card check runs,
+so a card number is never found inside an IBAN; cards pass Luhn and start like a card (2-6); US SSNs
+are found with separators, or bare with a context word ("SSN", "social security"); IPs are parsed by
+:mod:`ipaddress` (loopback, unspecified and netmasks are not personal data); phone numbers are parsed
+and validated by ``phonenumbers``: international forms (``+CC`` or ``00CC``) on their own, national
+forms when their shape, trunk prefix or a nearby word ("call", "Telefon", "móvil"…) says they are
+phones. ISO dates, versions, hashes, ports, timestamps and ordinary numbers are not masked.
 
 Names, dates of birth and document numbers have no pattern a regex could validate, so a step
 declares them instead: a model field made with :func:`pii_field` (or carrying
@@ -13,10 +22,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import phonenumbers
 from pydantic import BaseModel, Field
 
-__all__ = ["PII_MARK", "PiiMatch", "declare_pii_keys", "declared_pii_keys", "find_pii", "pii_field", "pii_fields",
-           "redact"]
+__all__ = ["PII_KINDS", "PII_MARK", "PiiMatch", "declare_pii_keys", "declared_pii_keys", "find_pii", "iban_ok", "luhn_ok",
+           "pii_field", "pii_fields", "redact"]
 
 PII_MARK = "pii"  # the json_schema_extra key that declares a field personal data
 
@@ -70,6 +80,90 @@ class PiiMatch:
     text: str
 
 
+PII_KINDS = ("email", "iban", "credit_card", "ipv6", "ipv4", "us_ssn", "phone")  # earlier kinds win overlaps
+
+_SP = "[ \u00a0]"  # a space inside a value (plain or no-break)
+
+
+def _before(text: str, start: int, width: int = 48) -> str:
+    return text[max(0, start - width) : start]
+
+
+# --- email ------------------------------------------------------------------------------------------
+
+_ATEXT = r"[\w!#$%&'*+/=?^`{|}~-]"  # RFC 5322 atext (Unicode letters too, as RFC 6531 allows)
+_EMAIL = re.compile(
+    rf"(?<![\w.@]){_ATEXT}+(?:\.{_ATEXT}+)*@(?:[^\W_](?:[\w-]{{0,61}}[^\W_])?\.)+[^\W\d_]{{2,63}}(?![\w@-]|:[\w~/])"
+)
+_EMAIL_OBFUSCATED = re.compile(
+    r"(?<![\w.])[\w.+'-]+ ?[\[(<{] ?at ?[\])>}] ?[\w-]+(?: ?[\[(<{] ?dot ?[\])>}] ?[\w-]+)+", re.IGNORECASE
+)
+
+
+def _emails(text: str) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    if "@" in text:
+        for m in _EMAIL.finditer(text):
+            start = m.start()
+            while text[start] in "'`{|}~":  # a quote before the address is not part of it
+                start += 1
+            found.append((start, m.end()))
+    if "at" in text.lower():
+        found += [m.span() for m in _EMAIL_OBFUSCATED.finditer(text)]
+    return found
+
+
+# --- IBAN -------------------------------------------------------------------------------------------
+
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
+    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
+    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
+    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19,
+    "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}  # ISO 13616 registry: each country's IBAN length
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})(\d{2})")
+_IBAN_CHAR = re.compile(r"[ \u00a0-]?([A-Za-z0-9])")
+
+
+def iban_ok(text: str) -> bool:
+    """Whether ``text`` (spaces allowed) is an IBAN: a known country, its length, and the mod-97 checksum."""
+    iban = re.sub(r"[\s-]", "", text).upper()
+    if _IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum() or not iban[2:4].isdigit():
+        return False
+    moved = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _iban_shapes(text: str) -> list[tuple[int, int]]:
+    """Spans shaped like an IBAN (a country code, two digits, the country's length), checksum not yet checked."""
+    found: list[tuple[int, int]] = []
+    for m in _IBAN_START.finditer(text):
+        length = _IBAN_LENGTHS.get(m.group(1).upper())
+        if length is None:
+            continue
+        pos, chars = m.end(), length - 4
+        while chars:
+            c = _IBAN_CHAR.match(text, pos)
+            if c is None:
+                break
+            pos, chars = c.end(), chars - 1
+        if not chars and not (pos < len(text) and text[pos].isalnum()):
+            found.append((m.start(), pos))
+    return found
+
+
+def _ibans(text: str) -> list[tuple[int, int]]:
+    return [(a, b) for a, b in _iban_shapes(text) if iban_ok(text[a:b])]
+
+
+# --- payment cards ----------------------------------------------------------------------------------
+
+_CARD = re.compile(r"(?<![\w.,-])\d(?:[ -]?\d){12,18}(?![\w-]|[.,]\d)")
+
+
 def luhn_ok(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -82,63 +176,201 @@ def luhn_ok(digits: str) -> bool:
 
 def _card_ok(text: str) -> bool:
     digits = re.sub(r"\D", "", text)
-    return 13 <= len(digits) <= 19 and luhn_ok(digits)
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits)
 
 
-def _iban_ok(text: str) -> bool:
-    iban = text.replace(" ", "").upper()
-    if not 15 <= len(iban) <= 34:
-        return False
-    moved = iban[4:] + iban[:4]
-    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+def _cards(text: str) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    for m in _CARD.finditer(text):
+        value = m.group(0)
+        # the whole run, else its longest prefix that ends at a separator ("4111 1111 1111 1111 12")
+        ends = [len(value)] + [i for i in range(len(value) - 1, 0, -1) if value[i] in " -"]
+        for end in ends:
+            if _card_ok(value[:end]):
+                found.append((m.start(), m.start() + end))
+                break
+    return found
 
 
-_ISO_DATE = re.compile(r"(19|20)\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")  # 2030-06-01 is a date, not a phone
+# --- IP addresses -----------------------------------------------------------------------------------
+
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?(?![\w:]|\.\d)")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
+_VERSION_BEFORE = re.compile(r"(?:\b(?:v|ver|version|versión|release|build|python|pip|node)\.?|==|>=|<=|~=)\s*$", re.I)
 
 
-def _ip_ok(text: str) -> bool:
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text)
     except ValueError:
+        return None
+    if ip.is_loopback or ip.is_unspecified or str(ip).startswith("255."):
+        return None  # 127.0.0.1, ::1, 0.0.0.0 and netmasks point at nobody
+    return ip
+
+
+def _ipv6s(text: str) -> list[tuple[int, int]]:
+    if "::" not in text and text.count(":") < 7:
+        return []
+    return [m.span() for m in _IPV6.finditer(text)
+            if len(re.findall(r"[0-9A-Fa-f]", m.group(0))) >= 6 and _ip(m.group(0)) is not None]
+
+
+def _ipv4s(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _IPV4.finditer(text)
+            if _ip(m.group(0)) is not None and not _VERSION_BEFORE.search(_before(text, m.start(), 16))]
+
+
+# --- US social security numbers ---------------------------------------------------------------------
+
+_SSN = re.compile(r"(?<![\w.,/+-])(\d{3})([- .]?)(\d{2})\2(\d{4})(?![\w/-]|[.,]\d)")
+_SSN_CONTEXT = re.compile(
+    r"\b(?:ssn|ss#|ssa|social[ -]?security|soc\.? ?sec|seguridad social|seguro social|sécurité sociale"
+    r"|sozialversicherung\w*|itin|taxpayer|tax id)\b",
+    re.IGNORECASE,
+)
+
+
+def _ssns(text: str) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    for m in _SSN.finditer(text):
+        area, sep, group, serial = m.groups()
+        if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+            continue
+        if sep in ("", ".") and not _SSN_CONTEXT.search(_before(text, m.start()) + " " + text[m.end() : m.end() + 24]):
+            continue  # a bare (or dotted) nine-digit number is an SSN only where a word says so
+        found.append(m.span())
+    return found
+
+
+# --- phone numbers ----------------------------------------------------------------------------------
+
+_PSEP = rf"(?:{_SP}?[-./]{_SP}?|{_SP})"
+_PHONE = re.compile(
+    rf"(?<![\w+.:/,#-])(?:\+{_SP}?|\()?\d[\d()]*+(?:{_PSEP}\(?\d[\d()]*+)*+"
+    rf"(?:{_SP}?(?:ext\.?|x|#){_SP}?\d{{1,6}})?(?![\w@]|[.:/,-]\d)",
+    re.IGNORECASE,
+)
+_PHONE_CONTEXT = re.compile(
+    r"\b(?:phone|tel|telephone|call|calling|ring|text|sms|whatsapp|signal|mobile|cell|cellphone|fax|dial|hotline"
+    r"|reach|contact|my number|number is|nummer|telefon\w*|handy|anruf\w*|ruf|rufen|téléphone|telephone|tél"
+    r"|appel\w*|portable|numéro|teléfono|telefono|ll[aá]m\w*|móvil|movil|celular|cellulare|chiama\w*|telefone"
+    r"|ligar|liga|bel|telefoon|mobiel|número|numero)\b",
+    re.IGNORECASE,
+)
+_NATIONAL_REGIONS = ("GB", "DE", "FR", "IT", "ES", "NL", "BE", "CH", "AT", "PL", "PT", "SE", "DK", "NO", "FI", "IE",
+                     "IN", "AU", "BR", "MX", "AR", "JP", "CN", "KR", "RU", "TR", "ZA", "NG", "PH", "CA")
+_US_SHAPE = re.compile(r"(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}")
+_DATE = re.compile(
+    r"(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"  # ISO
+    r"|(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.](?:19|20)\d\d"  # day first
+    r"|(?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])[-/.](?:(?:19|20)\d\d|\d\d(?!\d))"  # month first, US
+)
+_THOUSANDS = re.compile(r"\d{1,3}(?:[ \u00a0.]\d{3})+")
+_GROUP = re.compile(r"\d+")
+_EXTENSION = re.compile(rf"{_SP}?(?:ext\.?|x|#){_SP}?\d{{1,6}}$", re.IGNORECASE)
+
+
+def _phone_valid(value: str, context: bool) -> bool:
+    """Whether one candidate span is a phone number (``context``: a phone word stands nearby)."""
+    value = _EXTENSION.sub("", value)  # "415-555-0132 ext. 204": the number decides, the extension goes with it
+    digits = re.sub(r"\D", "", value)
+    if not 7 <= len(digits) <= 17 or _DATE.search(value):
         return False
-    return True
+    groups = _GROUP.findall(value)
+    separated = len(groups) > 1
+    if "." in value and not re.search(r"[ \-/()]", value) and min(len(g) for g in groups) < 2:
+        return False  # 10.0.19041.1 is a version
+    if sum(len(g) == 1 for g in groups) > 2:
+        return False  # 0 1 2 3 4 5 6 7 is a list of digits
+    international = value.startswith("+") or (value.startswith("00") and digits[2] != "0")
+    if international:
+        number = _parse("+" + digits[2:] if value.startswith("00") else "+" + digits, None)
+        return number is not None and (phonenumbers.is_valid_number(number)
+                                       or (context and phonenumbers.is_possible_number(number)))
+    if not context and _THOUSANDS.fullmatch(value):
+        return False  # 1 000 000 is a count
+    us = _parse(value, "US")
+    if us is not None:
+        if _US_SHAPE.fullmatch(value) and phonenumbers.is_possible_number(us):
+            return True  # (555) 123-4567: the shape says phone, even for a fictional exchange
+        if phonenumbers.is_valid_number(us) and context:
+            return True
+    if not (context or (separated and digits[0] == "0")):
+        return False  # a bare national number could be anything: an order number, a timestamp
+    for region in _NATIONAL_REGIONS:
+        number = _parse(value, region)
+        if number is not None and phonenumbers.is_valid_number(number):
+            return True
+    return False
 
 
-# (kind, pattern, validator); earlier kinds win where matches overlap
-_DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool]]] = [
-    ("email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), lambda s: True),
-    ("credit_card", re.compile(r"\b\d(?:[ -]?\d){12,18}\b"), _card_ok),
-    ("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban_ok),
-    (
-        "ipv6",
-        re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"),
-        lambda s: len(re.findall(r"[0-9A-Fa-f]", s)) >= 6 and _ip_ok(s),
-    ),
-    ("ipv4", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), _ip_ok),
-    ("us_ssn", re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), lambda s: not s.startswith(("000", "666", "9"))),
-    (
-        "phone",
-        re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}[\s.-]\d{2,4}(?:[\s.-]\d{2,4}){0,2}(?!\w)"),
-        lambda s: 8 <= len(re.sub(r"\D", "", s)) <= 15 and not _ISO_DATE.fullmatch(s),
-    ),
+def _parse(value: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def _phones(text: str) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    for m in _PHONE.finditer(text):
+        value = m.group(0)
+        if sum(c.isdigit() for c in value) < 7:
+            continue
+        context = _PHONE_CONTEXT.search(_before(text, m.start()) + " " + text[m.end() : m.end() + 24]) is not None
+        # the whole run, else the longest run of its groups that is a number ("+44 20 7946 0958 2 times")
+        bounds = [g.span() for g in _GROUP.finditer(value)]
+        spans = [(0, len(value))]
+        n = len(bounds)
+        if n <= 10:
+            spans += sorted(((bounds[i][0], bounds[j][1]) for i in range(n) for j in range(i, n) if (i, j) != (0, n - 1)),
+                            key=lambda s: s[0] - s[1])
+        for a, b in spans:
+            if a > 0 and value[a - 1] in "+(":
+                a -= 1
+            if b < len(value) and value[b] == ")" and "(" in value[a:b]:
+                b += 1
+            part = value[a:b]
+            if _phone_valid(part, context):
+                found.append((m.start() + a, m.start() + b))
+                break
+    return found
+
+
+_FINDERS: list[tuple[str, Callable[[str], list[tuple[int, int]]]]] = [
+    ("email", _emails),
+    ("iban", _ibans),  # before cards: an IBAN's digits may pass Luhn
+    ("credit_card", _cards),
+    ("ipv6", _ipv6s),
+    ("ipv4", _ipv4s),
+    ("us_ssn", _ssns),
+    ("phone", _phones),
 ]
 
 
 def find_pii(text: str) -> list[PiiMatch]:
-    """Non-overlapping PII matches in ``text``, in order of position."""
+    """Non-overlapping PII matches in ``text``, in order of position (earlier kinds win overlaps)."""
     taken: list[PiiMatch] = []
-    for kind, pattern, valid in _DETECTORS:
-        for m in pattern.finditer(text):
-            if not valid(m.group(0)):
+    if not text:
+        return taken
+    has_digit = any(c.isdigit() for c in text)
+    # nothing is found inside an IBAN-shaped value, even one whose checksum fails (a mistyped IBAN is no card)
+    blocked = _iban_shapes(text) if has_digit else []
+    for kind, finder in _FINDERS:
+        if kind != "email" and not has_digit:
+            continue
+        for start, end in finder(text):
+            if any(start < t.end and t.start < end for t in taken):
                 continue
-            if any(m.start() < t.end and t.start < m.end() for t in taken):
+            if kind not in ("iban", "email") and any(start < b and a < end for a, b in blocked):
                 continue
-            taken.append(PiiMatch(kind, m.start(), m.end(), m.group(0)))
+            taken.append(PiiMatch(kind, start, end, text[start:end]))
     return sorted(taken, key=lambda t: t.start)
 
 
 def redact(text: str, matches: list[PiiMatch] | None = None) -> str:
-    """``text`` with every PII match replaced by ``[KIND]``."""
+    """``text`` with every PII match replaced by its type: ``[EMAIL]``, ``[PHONE]``, ``[IBAN]``…"""
     matches = find_pii(text) if matches is None else matches
     out, pos = [], 0
     for m in matches:
