@@ -93,10 +93,10 @@ def _before(text: str, start: int, width: int = 48) -> str:
 
 _ATEXT = r"[\w!#$%&'*+/=?^`{|}~-]"  # RFC 5322 atext (Unicode letters too, as RFC 6531 allows)
 _EMAIL = re.compile(
-    rf"(?<![\w.@]){_ATEXT}+(?:\.{_ATEXT}+)*@(?:[^\W_](?:[\w-]{{0,61}}[^\W_])?\.)+[^\W\d_]{{2,63}}(?![\w@-]|:[\w~/])"
+    rf"(?<![\w.@!#$%&'*+/=?^`{{|}}~-]){_ATEXT}+(?:\.{_ATEXT}+)*@(?:[^\W_](?:[\w-]{{0,61}}[^\W_])?\.)+[^\W\d_]{{2,63}}(?![\w@-]|:[\w~/])"
 )
 _EMAIL_OBFUSCATED = re.compile(
-    r"(?<![\w.])[\w.+'-]+ ?[\[(<{] ?at ?[\])>}] ?[\w-]+(?: ?[\[(<{] ?dot ?[\])>}] ?[\w-]+)+", re.IGNORECASE
+    r"(?<![\w.+'-])[\w.+'-]+ ?[\[(<{] ?at ?[\])>}] ?[\w-]+(?: ?[\[(<{] ?dot ?[\])>}] ?[\w-]+)+", re.IGNORECASE
 )
 
 
@@ -174,9 +174,17 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _card_grouped(text: str) -> bool:
+    """Printed as cards are: unbroken, in fours (4-4-4-4, 4-4-4-4-3), or 4-6-5 / 4-6-4 (Amex, Diners)."""
+    groups = [len(g) for g in re.split(r"[ -]", text)]
+    if len(groups) == 1:
+        return True
+    return all(g == 4 for g in groups[:-1]) or groups in ([4, 6, 5], [4, 6, 4])
+
+
 def _card_ok(text: str) -> bool:
     digits = re.sub(r"\D", "", text)
-    return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits)
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and _card_grouped(text) and luhn_ok(digits)
 
 
 def _cards(text: str) -> list[tuple[int, int]]:
@@ -327,6 +335,8 @@ def _phones(text: str) -> list[tuple[int, int]]:
             spans += sorted(((bounds[i][0], bounds[j][1]) for i in range(n) for j in range(i, n) if (i, j) != (0, n - 1)),
                             key=lambda s: s[0] - s[1])
         for a, b in spans:
+            if a > 0 and value[a - 1] in "-./":
+                continue  # never a number cut out of a hyphenated or dotted token (ISBN 978-0-596-52068-7)
             if a > 0 and value[a - 1] in "+(":
                 a -= 1
             if b < len(value) and value[b] == ")" and "(" in value[a:b]:
