@@ -161,7 +161,7 @@ def _ibans(text: str) -> list[tuple[int, int]]:
 
 # --- payment cards ----------------------------------------------------------------------------------
 
-_CARD = re.compile(r"(?<![\w.,-])\d(?:[ -]?\d){12,18}(?![\w-]|[.,]\d)")
+_CARD = re.compile(r"(?<![\w.,-])\d(?:[ .-]?\d){12,18}(?![\w-]|[.,]\d)")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -176,7 +176,7 @@ def luhn_ok(digits: str) -> bool:
 
 def _card_grouped(text: str) -> bool:
     """Printed as cards are: unbroken, in fours (4-4-4-4, 4-4-4-4-3), or 4-6-5 / 4-6-4 (Amex, Diners)."""
-    groups = [len(g) for g in re.split(r"[ -]", text)]
+    groups = [len(g) for g in re.split(r"[ .-]", text)]
     if len(groups) == 1:
         return True
     return all(g == 4 for g in groups[:-1]) or groups in ([4, 6, 5], [4, 6, 4])
@@ -192,7 +192,7 @@ def _cards(text: str) -> list[tuple[int, int]]:
     for m in _CARD.finditer(text):
         value = m.group(0)
         # the whole run, else its longest prefix that ends at a separator ("4111 1111 1111 1111 12")
-        ends = [len(value)] + [i for i in range(len(value) - 1, 0, -1) if value[i] in " -"]
+        ends = [len(value)] + [i for i in range(len(value) - 1, 0, -1) if value[i] in " .-"]
         for end in ends:
             if _card_ok(value[:end]):
                 found.append((m.start(), m.start() + end))
@@ -231,7 +231,7 @@ def _ipv4s(text: str) -> list[tuple[int, int]]:
 
 # --- US social security numbers ---------------------------------------------------------------------
 
-_SSN = re.compile(r"(?<![\w.,/+-])(\d{3})([- .]?)(\d{2})\2(\d{4})(?![\w/-]|[.,]\d)")
+_SSN = re.compile(r"(?:(?<![\w.,/+-])|(?<=[^\W\d_]-))(\d{3})([- .]?)(\d{2})\2(\d{4})(?![\w/-]|[.,]\d)")
 _SSN_CONTEXT = re.compile(
     r"\b(?:ssn|ss#|ssa|social[ -]?security|soc\.? ?sec|seguridad social|seguro social|sécurité sociale"
     r"|sozialversicherung\w*|itin|taxpayer|tax id)\b",
@@ -254,58 +254,80 @@ def _ssns(text: str) -> list[tuple[int, int]]:
 # --- phone numbers ----------------------------------------------------------------------------------
 
 _PSEP = rf"(?:{_SP}?[-./]{_SP}?|{_SP})"
+_NOT_CJK_WORD = "[^\\W\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"  # letters and digits, but CJK (written without spaces)
 _PHONE = re.compile(
-    rf"(?<![\w+.:/,#-])(?:\+{_SP}?|\()?\d[\d()]*+(?:{_PSEP}\(?\d[\d()]*+)*+"
-    rf"(?:{_SP}?(?:ext\.?|x|#){_SP}?\d{{1,6}})?(?![\w@]|[.:/,-]\d)",
+    rf"(?:(?<!{_NOT_CJK_WORD})(?<![+.:/,#(-])|(?<=tel:))(?:\(?\+{_SP}?|\()?\d[\d()]*+(?:{_PSEP}\(?\d[\d()]*+)*+"
+    rf"(?:{_SP}?(?:ext\.?|x|#){_SP}?\d{{1,6}})?(?!{_NOT_CJK_WORD}|@|[.:/,-]\d)",
     re.IGNORECASE,
 )
-_PHONE_CONTEXT = re.compile(
-    r"\b(?:phone|tel|telephone|call|calling|ring|text|sms|whatsapp|signal|mobile|cell|cellphone|fax|dial|hotline"
-    r"|reach|contact|my number|number is|nummer|telefon\w*|handy|anruf\w*|ruf|rufen|téléphone|telephone|tél"
-    r"|appel\w*|portable|numéro|teléfono|telefono|ll[aá]m\w*|móvil|movil|celular|cellulare|chiama\w*|telefone"
-    r"|ligar|liga|bel|telefoon|mobiel|número|numero)\b",
-    re.IGNORECASE,
+# a word that says "this is a phone number": strong words alone admit a bare run of digits; weak ones
+# ("call", "ring") also name function calls and ring buffers, so they admit only a grouped number
+_STRONG_WORDS = (
+    r"phone|telephone|tel|mobile|cell|cellphone|fax|whatsapp|sms|hotline|number is|number:|(?:call|ring|text|reach"
+    r"|contact|dial|message) (?:me|us)|telefon\w*|handy|téléphone|tél|portable|teléfono|telefono|móvil|movil"
+    r"|celular|cellulare|telefone|telefoon|mobiel|тел|телефон\w*|моб\w*|звон\w*|позвон\w*|هاتف|جوال|전화|휴대폰"
 )
+_WEAK_WORDS = (
+    r"call|calling|ring|text|reach|contact|dial|signal|nummer|anruf\w*|ruf|rufen|appel\w*|numéro|ll[aá]m\w*"
+    r"|chiama\w*|ligar|liga|bel|número|numero|номер"
+)
+_CJK_WORDS = "电话|電話|手机|手機|携帯|联系|連絡|電話番号"  # CJK is written without spaces: no word boundaries
+_STRONG = re.compile(rf"\b(?:{_STRONG_WORDS})\b|{_CJK_WORDS}", re.IGNORECASE)
+_WEAK = re.compile(rf"\b(?:{_WEAK_WORDS})\b", re.IGNORECASE)
+_NOT_PHONE_BEFORE = re.compile(r"\b(?:isbn(?:-1[03])?|issn|doi|id|order|invoice|ticket|ref)\W{0,3}$", re.IGNORECASE)
 _NATIONAL_REGIONS = ("GB", "DE", "FR", "IT", "ES", "NL", "BE", "CH", "AT", "PL", "PT", "SE", "DK", "NO", "FI", "IE",
                      "IN", "AU", "BR", "MX", "AR", "JP", "CN", "KR", "RU", "TR", "ZA", "NG", "PH", "CA")
 _US_SHAPE = re.compile(r"(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}")
 _DATE = re.compile(
     r"(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"  # ISO
     r"|(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.](?:19|20)\d\d"  # day first
-    r"|(?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])[-/.](?:(?:19|20)\d\d|\d\d(?!\d))"  # month first, US
+    r"|(?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])[-/.](?:19|20)\d\d"  # month first, US
+    r"|(?:0?[1-9]|[12]\d|3[01])/(?:0?[1-9]|[12]\d|3[01])/\d\d(?!\d)"  # a two-digit year: slashes only (06.12.34 is a phone)
 )
 _THOUSANDS = re.compile(r"\d{1,3}(?:[ \u00a0.]\d{3})+")
 _GROUP = re.compile(r"\d+")
 _EXTENSION = re.compile(rf"{_SP}?(?:ext\.?|x|#){_SP}?\d{{1,6}}$", re.IGNORECASE)
+NO_WORD, WEAK_WORD, STRONG_WORD = 0, 1, 2
 
 
-def _phone_valid(value: str, context: bool) -> bool:
-    """Whether one candidate span is a phone number (``context``: a phone word stands nearby)."""
+def _phone_word(text: str, start: int, end: int) -> int:
+    """How strongly the words around ``text[start:end]`` say it is a phone number."""
+    around = _before(text, start) + " " + text[end : end + 24]
+    if _STRONG.search(around):
+        return STRONG_WORD
+    return WEAK_WORD if _WEAK.search(around) else NO_WORD
+
+
+def _phone_valid(value: str, word: int) -> bool:
+    """Whether one candidate span is a phone number (``word``: how strongly nearby words say so)."""
     value = _EXTENSION.sub("", value)  # "415-555-0132 ext. 204": the number decides, the extension goes with it
     digits = re.sub(r"\D", "", value)
     if not 7 <= len(digits) <= 17 or _DATE.search(value):
         return False
     groups = _GROUP.findall(value)
     separated = len(groups) > 1
-    if "." in value and not re.search(r"[ \-/()]", value) and min(len(g) for g in groups) < 2:
+    international = value.lstrip("(").startswith("+") or (value.startswith("00") and digits[2] != "0")
+    if not international and "." in value and not re.search(r"[ \-/()]", value) and min(map(len, groups)) < 2:
         return False  # 10.0.19041.1 is a version
-    if sum(len(g) == 1 for g in groups) > 2:
-        return False  # 0 1 2 3 4 5 6 7 is a list of digits
-    international = value.startswith("+") or (value.startswith("00") and digits[2] != "0")
+    if sum(len(g) == 1 for g in groups) > 2 or ("-" in value and len(groups) > 3 and len(groups[-1]) == 1):
+        return False  # 0 1 2 3 4 5 6 7 is a list of digits; 0-306-40615-2 ends in a check digit (an ISBN)
     if international:
         number = _parse("+" + digits[2:] if value.startswith("00") else "+" + digits, None)
         return number is not None and (phonenumbers.is_valid_number(number)
-                                       or (context and phonenumbers.is_possible_number(number)))
-    if not context and _THOUSANDS.fullmatch(value):
+                                       or (word > NO_WORD and phonenumbers.is_possible_number(number)))
+    if not word and _THOUSANDS.fullmatch(value):
         return False  # 1 000 000 is a count
+    # a bare run of digits is a phone only where a strong word says so, and is long enough to reach someone
+    if not separated and (word < STRONG_WORD or len(digits) < 9):
+        return False
     us = _parse(value, "US")
     if us is not None:
         if _US_SHAPE.fullmatch(value) and phonenumbers.is_possible_number(us):
             return True  # (555) 123-4567: the shape says phone, even for a fictional exchange
-        if phonenumbers.is_valid_number(us) and context:
+        if phonenumbers.is_valid_number(us) and word:
             return True
-    if not (context or (separated and digits[0] == "0")):
-        return False  # a bare national number could be anything: an order number, a timestamp
+    if not (word or digits[0] == "0"):
+        return False  # a grouped national number needs a word or a trunk prefix (020 7946 0958)
     for region in _NATIONAL_REGIONS:
         number = _parse(value, region)
         if number is not None and phonenumbers.is_valid_number(number):
@@ -326,7 +348,9 @@ def _phones(text: str) -> list[tuple[int, int]]:
         value = m.group(0)
         if sum(c.isdigit() for c in value) < 7:
             continue
-        context = _PHONE_CONTEXT.search(_before(text, m.start()) + " " + text[m.end() : m.end() + 24]) is not None
+        if _NOT_PHONE_BEFORE.search(_before(text, m.start(), 12)):
+            continue
+        word = _phone_word(text, m.start(), m.end())
         # the whole run, else the longest run of its groups that is a number ("+44 20 7946 0958 2 times")
         bounds = [g.span() for g in _GROUP.finditer(value)]
         spans = [(0, len(value))]
@@ -342,7 +366,7 @@ def _phones(text: str) -> list[tuple[int, int]]:
             if b < len(value) and value[b] == ")" and "(" in value[a:b]:
                 b += 1
             part = value[a:b]
-            if _phone_valid(part, context):
+            if _phone_valid(part, word):
                 found.append((m.start() + a, m.start() + b))
                 break
     return found
