@@ -342,43 +342,53 @@ def _parse(value: str, region: str | None) -> phonenumbers.PhoneNumber | None:
         return None
 
 
-def _phones(text: str) -> list[tuple[int, int]]:
+def _windows(value: str) -> list[tuple[int, int]]:
+    """The spans of ``value`` to try, longest first: the whole run, then runs of its digit groups (7-17 digits)."""
+    bounds = [g.span() for g in _GROUP.finditer(value)]
+    n = len(bounds)
+    spans = [(0, len(value))]
+    if n > 10:
+        return spans
+    sizes = [e - s for s, e in bounds]
+    for i in range(n):
+        if i > 0 and value[bounds[i][0] - 1] in "-./":
+            continue  # never a number cut out of a hyphenated or dotted token (ISBN 978-0-596-52068-7)
+        for j in range(i, n):
+            if (i, j) != (0, n - 1) and 7 <= sum(sizes[i : j + 1]) <= 17:
+                spans.append((bounds[i][0], bounds[j][1]))
+    return sorted(spans, key=lambda s: s[0] - s[1])
+
+
+def _phones(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     for m in _PHONE.finditer(text):
         value = m.group(0)
-        if sum(c.isdigit() for c in value) < 7:
-            continue
-        if _NOT_PHONE_BEFORE.search(_before(text, m.start(), 12)):
+        if sum(c.isdigit() for c in value) < 7 or _NOT_PHONE_BEFORE.search(_before(text, m.start(), 12)):
             continue
         word = _phone_word(text, m.start(), m.end())
         # the whole run, else the longest run of its groups that is a number ("+44 20 7946 0958 2 times")
-        bounds = [g.span() for g in _GROUP.finditer(value)]
-        spans = [(0, len(value))]
-        n = len(bounds)
-        if n <= 10:
-            spans += sorted(((bounds[i][0], bounds[j][1]) for i in range(n) for j in range(i, n) if (i, j) != (0, n - 1)),
-                            key=lambda s: s[0] - s[1])
-        for a, b in spans:
-            if a > 0 and value[a - 1] in "-./":
-                continue  # never a number cut out of a hyphenated or dotted token (ISBN 978-0-596-52068-7)
+        for a, b in _windows(value):
             if a > 0 and value[a - 1] in "+(":
                 a -= 1
             if b < len(value) and value[b] == ")" and "(" in value[a:b]:
                 b += 1
-            part = value[a:b]
-            if _phone_valid(part, word):
-                found.append((m.start() + a, m.start() + b))
+            start, end = m.start() + a, m.start() + b
+            if any(start < y and x < end for x, y in taken):
+                continue  # inside an IBAN, a card, an IP or an SSN already found
+            if _phone_valid(value[a:b], word):
+                found.append((start, end))
                 break
     return found
 
 
-_FINDERS: list[tuple[str, Callable[[str], list[tuple[int, int]]]]] = [
-    ("email", _emails),
-    ("iban", _ibans),  # before cards: an IBAN's digits may pass Luhn
-    ("credit_card", _cards),
-    ("ipv6", _ipv6s),
-    ("ipv4", _ipv4s),
-    ("us_ssn", _ssns),
+# each finder gets the text and the spans already taken (by earlier kinds, and IBAN-shaped runs)
+_FINDERS: list[tuple[str, Callable[[str, list[tuple[int, int]]], list[tuple[int, int]]]]] = [
+    ("email", lambda text, _taken: _emails(text)),
+    ("iban", lambda text, _taken: _ibans(text)),  # before cards: an IBAN's digits may pass Luhn
+    ("credit_card", lambda text, _taken: _cards(text)),
+    ("ipv6", lambda text, _taken: _ipv6s(text)),
+    ("ipv4", lambda text, _taken: _ipv4s(text)),
+    ("us_ssn", lambda text, _taken: _ssns(text)),
     ("phone", _phones),
 ]
 
@@ -394,7 +404,8 @@ def find_pii(text: str) -> list[PiiMatch]:
     for kind, finder in _FINDERS:
         if kind != "email" and not has_digit:
             continue
-        for start, end in finder(text):
+        spans = [(t.start, t.end) for t in taken] + (blocked if kind not in ("iban", "email") else [])
+        for start, end in finder(text, spans):
             if any(start < t.end and t.start < end for t in taken):
                 continue
             if kind not in ("iban", "email") and any(start < b and a < end for a, b in blocked):
