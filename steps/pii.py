@@ -6,8 +6,10 @@ so a card number is never found inside an IBAN; cards pass Luhn and start like a
 are found with separators, or bare with a context word ("SSN", "social security"); IPs are parsed by
 :mod:`ipaddress` (loopback, unspecified and netmasks are not personal data); phone numbers are parsed
 and validated by ``phonenumbers``: international forms (``+CC`` or ``00CC``) on their own, national
-forms when their shape, trunk prefix or a nearby word ("call", "Telefon", "móvil"…) says they are
-phones. ISO dates, versions, hashes, ports, timestamps and ordinary numbers are not masked.
+forms when their shape ("(415) 555-0132"), trunk prefix ("020 7946 0958") or a nearby word says they are
+phones. A strong word ("phone", "Telefon", "móvil", "电话") admits even a bare run of digits; a weak
+one ("call", "ring", which also name function calls and ring buffers) only a grouped number. ISO dates,
+versions, hashes, ports, timestamps, ISBNs and ordinary numbers in code are not masked.
 
 Names, dates of birth and document numbers have no pattern a regex could validate, so a step
 declares them instead: a model field made with :func:`pii_field` (or carrying
@@ -25,8 +27,8 @@ from typing import Any, Callable
 import phonenumbers
 from pydantic import BaseModel, Field
 
-__all__ = ["PII_KINDS", "PII_MARK", "PiiMatch", "declare_pii_keys", "declared_pii_keys", "find_pii", "iban_ok", "luhn_ok",
-           "pii_field", "pii_fields", "redact"]
+__all__ = ["PII_KINDS", "PII_MARK", "PiiMatch", "declare_pii_keys", "declared_pii_keys", "find_pii", "iban_ok",
+           "luhn_ok", "pii_field", "pii_fields", "redact"]
 
 PII_MARK = "pii"  # the json_schema_extra key that declares a field personal data
 
@@ -93,7 +95,9 @@ def _before(text: str, start: int, width: int = 48) -> str:
 
 _ATEXT = r"[\w!#$%&'*+/=?^`{|}~-]"  # RFC 5322 atext (Unicode letters too, as RFC 6531 allows)
 _EMAIL = re.compile(
-    rf"(?<![\w.@!#$%&'*+/=?^`{{|}}~-]){_ATEXT}+(?:\.{_ATEXT}+)*@(?:[^\W_](?:[\w-]{{0,61}}[^\W_])?\.)+[^\W\d_]{{2,63}}(?![\w@-]|:[\w~/])"
+    rf"(?<![\w.@!#$%&'*+/=?^`{{|}}~-]){_ATEXT}+(?:\.{_ATEXT}+)*"  # local part: dot-atoms, starting a token
+    r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}"  # domain: labels, then a top-level domain of letters
+    r"(?![\w@-]|:[\w~/])"  # not git@github.com:org/repo (an SSH remote, not a person)
 )
 _EMAIL_OBFUSCATED = re.compile(
     r"(?<![\w.+'-])[\w.+'-]+ ?[\[(<{] ?at ?[\])>}] ?[\w-]+(?: ?[\[(<{] ?dot ?[\])>}] ?[\w-]+)+", re.IGNORECASE
@@ -254,7 +258,7 @@ def _ssns(text: str) -> list[tuple[int, int]]:
 # --- phone numbers ----------------------------------------------------------------------------------
 
 _PSEP = rf"(?:{_SP}?[-./]{_SP}?|{_SP})"
-_NOT_CJK_WORD = "[^\\W\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"  # letters and digits, but CJK (written without spaces)
+_NOT_CJK_WORD = "[^\\W\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"  # a word character, CJK aside (no spaces there)
 _PHONE = re.compile(
     rf"(?:(?<!{_NOT_CJK_WORD})(?<![+.:/,#(-])|(?<=tel:))(?:\(?\+{_SP}?|\()?\d[\d()]*+(?:{_PSEP}\(?\d[\d()]*+)*+"
     rf"(?:{_SP}?(?:ext\.?|x|#){_SP}?\d{{1,6}})?(?!{_NOT_CJK_WORD}|@|[.:/,-]\d)",
@@ -274,7 +278,8 @@ _WEAK_WORDS = (
 _CJK_WORDS = "电话|電話|手机|手機|携帯|联系|連絡|電話番号"  # CJK is written without spaces: no word boundaries
 _STRONG = re.compile(rf"\b(?:{_STRONG_WORDS})\b|{_CJK_WORDS}", re.IGNORECASE)
 _WEAK = re.compile(rf"\b(?:{_WEAK_WORDS})\b", re.IGNORECASE)
-_NOT_PHONE_BEFORE = re.compile(r"\b(?:isbn(?:-1[03])?|issn|doi|id|order|invoice|ticket|ref)\W{0,3}$", re.IGNORECASE)
+_NOT_PHONE_BEFORE = re.compile(r"\b(?:isbn(?:-1[03])?|issn|doi|id|order|invoice|ticket|ref)\W{0,3}$",
+                               re.IGNORECASE)
 _NATIONAL_REGIONS = ("GB", "DE", "FR", "IT", "ES", "NL", "BE", "CH", "AT", "PL", "PT", "SE", "DK", "NO", "FI", "IE",
                      "IN", "AU", "BR", "MX", "AR", "JP", "CN", "KR", "RU", "TR", "ZA", "NG", "PH", "CA")
 _US_SHAPE = re.compile(r"(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}")
@@ -282,20 +287,20 @@ _DATE = re.compile(
     r"(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"  # ISO
     r"|(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.](?:19|20)\d\d"  # day first
     r"|(?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])[-/.](?:19|20)\d\d"  # month first, US
-    r"|(?:0?[1-9]|[12]\d|3[01])/(?:0?[1-9]|[12]\d|3[01])/\d\d(?!\d)"  # a two-digit year: slashes only (06.12.34 is a phone)
+    r"|(?:0?[1-9]|[12]\d|3[01])/(?:0?[1-9]|[12]\d|3[01])/\d\d(?!\d)"  # two-digit years: slashes only (06.12.34…)
 )
 _THOUSANDS = re.compile(r"\d{1,3}(?:[ \u00a0.]\d{3})+")
 _GROUP = re.compile(r"\d+")
 _EXTENSION = re.compile(rf"{_SP}?(?:ext\.?|x|#){_SP}?\d{{1,6}}$", re.IGNORECASE)
-NO_WORD, WEAK_WORD, STRONG_WORD = 0, 1, 2
+_NO_WORD, _WEAK_WORD, _STRONG_WORD = 0, 1, 2
 
 
 def _phone_word(text: str, start: int, end: int) -> int:
     """How strongly the words around ``text[start:end]`` say it is a phone number."""
     around = _before(text, start) + " " + text[end : end + 24]
     if _STRONG.search(around):
-        return STRONG_WORD
-    return WEAK_WORD if _WEAK.search(around) else NO_WORD
+        return _STRONG_WORD
+    return _WEAK_WORD if _WEAK.search(around) else _NO_WORD
 
 
 def _phone_valid(value: str, word: int) -> bool:
@@ -314,11 +319,11 @@ def _phone_valid(value: str, word: int) -> bool:
     if international:
         number = _parse("+" + digits[2:] if value.startswith("00") else "+" + digits, None)
         return number is not None and (phonenumbers.is_valid_number(number)
-                                       or (word > NO_WORD and phonenumbers.is_possible_number(number)))
+                                       or (word > _NO_WORD and phonenumbers.is_possible_number(number)))
     if not word and _THOUSANDS.fullmatch(value):
         return False  # 1 000 000 is a count
     # a bare run of digits is a phone only where a strong word says so, and is long enough to reach someone
-    if not separated and (word < STRONG_WORD or len(digits) < 9):
+    if not separated and (word < _STRONG_WORD or len(digits) < 9):
         return False
     us = _parse(value, "US")
     if us is not None:

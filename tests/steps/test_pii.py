@@ -120,3 +120,12 @@ def test_iban_checksum() -> None:
     assert iban_ok("GB29 NWBK 6016 1331 9268 19")
     assert not iban_ok("GB28 NWBK 6016 1331 9268 19")
     assert not iban_ok("GB29 NWBK 6016 1331 9268 1")  # the country's length is checked too
+
+
+def test_weak_words_admit_only_grouped_numbers() -> None:
+    # "call" also names a function call: a bare run of digits after it stays
+    assert find_pii("call parse(0612345678) twice") == []
+    assert [m.text for m in find_pii("call 06 12 34 56 78 tonight")] == ["06 12 34 56 78"]
+    # a strong word (any script) admits a bare number
+    for text in ("my phone 0612345678", "text me 0612345678", "电话：13912345678", "телефон 89161234567"):
+        assert [m.kind for m in find_pii(text)] == ["phone"], text
