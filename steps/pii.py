@@ -260,7 +260,9 @@ def _ssns(text: str) -> list[tuple[int, int]]:
 _PSEP = rf"(?:{_SP}?[-./]{_SP}?|{_SP})"
 _NOT_CJK_WORD = "[^\\W\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"  # a word character, CJK aside (no spaces there)
 _PHONE = re.compile(
-    rf"(?:(?<!{_NOT_CJK_WORD})(?<![+.:/,#(-])|(?<=tel:))(?:\(?\+{_SP}?|\()?\d[\d()]*+(?:{_PSEP}\(?\d[\d()]*+)*+"
+    # starts a token; or follows "word:" ("Tel:020…", "mobile:0791…"), or any colon when it opens with "+"/"("
+    rf"(?:(?<!{_NOT_CJK_WORD})(?<![+.:/,#(-])|(?<=[^\W\d_]:)|(?<=:)(?=\(?\+))"
+    rf"(?:\(?\+{_SP}?|\()?\d[\d()]*+(?:{_PSEP}\(?\d[\d()]*+)*+"
     rf"(?:{_SP}?(?:ext\.?|x|#){_SP}?\d{{1,6}})?(?!{_NOT_CJK_WORD}|@|[.:/,-]\d)",
     re.IGNORECASE,
 )
@@ -348,7 +350,7 @@ def _parse(value: str, region: str | None) -> phonenumbers.PhoneNumber | None:
 
 
 def _windows(value: str) -> list[tuple[int, int]]:
-    """The spans of ``value`` to try, longest first: the whole run, then runs of its digit groups (7-17 digits)."""
+    """The spans of ``value`` to try: runs of its digit groups (7-17 digits), leftmost first, then longest first."""
     bounds = [g.span() for g in _GROUP.finditer(value)]
     n = len(bounds)
     spans = [(0, len(value))]
@@ -361,7 +363,11 @@ def _windows(value: str) -> list[tuple[int, int]]:
         for j in range(i, n):
             if (i, j) != (0, n - 1) and 7 <= sum(sizes[i : j + 1]) <= 17:
                 spans.append((bounds[i][0], bounds[j][1]))
-    return sorted(spans, key=lambda s: s[0] - s[1])
+    return sorted(spans, key=lambda s: (s[0], -s[1]))
+
+
+_TRIM = " \u00a0-./"  # separators left at either end of a run once a number is cut out of it
+_LIST_SEPARATOR = re.compile(rf"{_SP}[-/]{_SP}")  # "030 1234567 / 0151 23456789": two numbers, not one
 
 
 def _phones(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -371,19 +377,32 @@ def _phones(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
         if sum(c.isdigit() for c in value) < 7 or _NOT_PHONE_BEFORE.search(_before(text, m.start(), 12)):
             continue
         word = _phone_word(text, m.start(), m.end())
-        # the whole run, else the longest run of its groups that is a number ("+44 20 7946 0958 2 times")
-        for a, b in _windows(value):
-            if a > 0 and value[a - 1] in "+(":
-                a -= 1
-            if b < len(value) and value[b] == ")" and "(" in value[a:b]:
-                b += 1
-            start, end = m.start() + a, m.start() + b
-            if any(start < y and x < end for x, y in taken):
-                continue  # inside an IBAN, a card, an IP or an SSN already found
-            if _phone_valid(value[a:b], word):
-                found.append((start, end))
-                break
-    return found
+        pos = 0
+        for part in _LIST_SEPARATOR.split(value):
+            _phones_in(part, m.start() + value.index(part, pos), word, taken, found)
+            pos = value.index(part, pos) + len(part)
+    return sorted(found)
+
+
+def _phones_in(value: str, offset: int, word: int, taken: list[tuple[int, int]], found: list[tuple[int, int]]) -> None:
+    """Phone numbers in one run of digit groups: the longest window that is one, then the runs either side."""
+    trimmed = value.lstrip(_TRIM)
+    offset, value = offset + len(value) - len(trimmed), trimmed.rstrip(_TRIM)
+    if sum(c.isdigit() for c in value) < 7:
+        return
+    for a, b in _windows(value):
+        if a > 0 and value[a - 1] in "+(":
+            a -= 1
+        if b < len(value) and value[b] == ")" and "(" in value[a:b]:
+            b += 1
+        start, end = offset + a, offset + b
+        if any(start < y and x < end for x, y in taken):
+            continue  # inside an IBAN, a card, an IP or an SSN already found
+        if _phone_valid(value[a:b], word):
+            found.append((start, end))
+            _phones_in(value[:a], offset, word, taken, found)  # "+44 20 7946 0958 +33 6 12 34 56 78"
+            _phones_in(value[b:], end, word, taken, found)
+            return
 
 
 # each finder gets the text and the spans already taken (by earlier kinds, and IBAN-shaped runs)

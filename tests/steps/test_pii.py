@@ -129,3 +129,19 @@ def test_weak_words_admit_only_grouped_numbers() -> None:
     # a strong word (any script) admits a bare number
     for text in ("my phone 0612345678", "text me 0612345678", "电话：13912345678", "телефон 89161234567"):
         assert [m.kind for m in find_pii(text)] == ["phone"], text
+
+
+@pytest.mark.parametrize(
+    ("text", "phones"),
+    [
+        ("Tel 030 1234567 / 0151 23456789", ["030 1234567", "0151 23456789"]),
+        ("tel 020 7946 0958 020 7946 0959", ["020 7946 0958", "020 7946 0959"]),
+        ("+44 20 7946 0958 +33 6 12 34 56 78", ["+44 20 7946 0958", "+33 6 12 34 56 78"]),
+        ("Phone:+44 20 7946 0958", ["+44 20 7946 0958"]),
+        ("mobile:07911123456", ["07911123456"]),
+        ("host:5432 at 10:22:33, localhost:8080", []),
+    ],
+)
+def test_every_number_of_a_run_whole(text: str, phones: list[str]) -> None:
+    assert [m.text for m in find_pii(text) if m.kind == "phone"] == phones
+    assert all(m.kind == "phone" for m in find_pii(text))
