@@ -19,6 +19,7 @@ declares them instead: a model field made with :func:`pii_field` (or carrying
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -327,19 +328,34 @@ def _phone_valid(value: str, word: int) -> bool:
     # a bare run of digits is a phone only where a strong word says so, and is long enough to reach someone
     if not separated and (word < _STRONG_WORD or len(digits) < 9):
         return False
-    us = _parse(value, "US")
-    if us is not None:
-        if _US_SHAPE.fullmatch(value) and phonenumbers.is_possible_number(us):
-            return True  # (555) 123-4567: the shape says phone, even for a fictional exchange
-        if phonenumbers.is_valid_number(us) and word:
+    us_shape = _US_SHAPE.fullmatch(value) is not None
+    if not (word or us_shape or digits[0] == "0"):
+        return False  # a grouped national number needs a word, the US shape or a trunk prefix (020 7946 0958)
+    if us_shape or word:
+        us = _parse(value, "US")
+        if us is not None and ((us_shape and phonenumbers.is_possible_number(us))  # (555) 123-4567, even fictional
+                               or (word and phonenumbers.is_valid_number(us))):
             return True
     if not (word or digits[0] == "0"):
-        return False  # a grouped national number needs a word or a trunk prefix (020 7946 0958)
+        return False
     for region in _NATIONAL_REGIONS:
+        lengths = _national_lengths(region)
+        if len(digits) not in lengths and len(digits) - 1 not in lengths:
+            continue  # no number of that region has this many digits (with or without a trunk prefix)
         number = _parse(value, region)
         if number is not None and phonenumbers.is_valid_number(number):
             return True
     return False
+
+
+@functools.cache
+def _national_lengths(region: str) -> frozenset[int]:
+    """How many digits a national number of ``region`` may have (phonenumbers' metadata, loaded once)."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.general_desc is None:
+        return frozenset(range(4, 18))
+    desc = metadata.general_desc
+    return frozenset(desc.possible_length or ()) | frozenset(desc.possible_length_local_only or ())
 
 
 def _parse(value: str, region: str | None) -> phonenumbers.PhoneNumber | None:
@@ -366,6 +382,7 @@ def _windows(value: str) -> list[tuple[int, int]]:
     return sorted(spans, key=lambda s: (s[0], -s[1]))
 
 
+_MAX_WINDOWS = 24  # windows tried per run of digit groups: bounds the work a long run of numbers costs
 _TRIM = " \u00a0-./"  # separators left at either end of a run once a number is cut out of it
 _LIST_SEPARATOR = re.compile(rf"{_SP}[-/]{_SP}")  # "030 1234567 / 0151 23456789": two numbers, not one
 
@@ -390,7 +407,7 @@ def _phones_in(value: str, offset: int, word: int, taken: list[tuple[int, int]],
     offset, value = offset + len(value) - len(trimmed), trimmed.rstrip(_TRIM)
     if sum(c.isdigit() for c in value) < 7:
         return
-    for a, b in _windows(value):
+    for a, b in _windows(value)[:_MAX_WINDOWS]:
         if a > 0 and value[a - 1] in "+(":
             a -= 1
         if b < len(value) and value[b] == ")" and "(" in value[a:b]:

