@@ -30,13 +30,17 @@ from pathlib import Path
 from steps.pii import PII_KINDS, PiiMatch, find_pii
 from tests.evals import DATA, Row
 
-__all__ = ["FALSE_FLOOR", "KIND_RECALL_FLOOR", "RECALL_FLOOR", "Example", "load", "measure", "score"]
+__all__ = ["FALSE_FLOOR", "KIND_RECALL_FLOOR", "RECALL_FLOOR", "Example", "PiiSetError", "load", "measure", "score"]
 
 AREA = "pii"
 RECALL_FLOOR = 0.95  # over every labelled value (issue 8)
 KIND_RECALL_FLOOR = 0.90  # per kind: 5 to 55 values each, so one miss in 15 SSNs already reads 0.933
 FALSE_FLOOR = 0.05
 LATENCY_FLOOR_MS = 1.0  # per text, p50; generous for a shared machine (measured ~0.05 ms)
+
+
+class PiiSetError(ValueError):
+    """A row of a PII set labels a value its text does not contain: correct the row's ``value`` (exact text)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ def load(split: str, path: Path | None = None) -> list[Example]:
         for item in row["pii"]:
             start = row["text"].find(item["value"])
             if start < 0:
-                raise ValueError(f"{path}: value {item['value']!r} is not in its text {row['text']!r}; fix the row")
+                msg = f"{path}: value {item['value']!r} is not in its text {row['text']!r}; copy the value exactly"
+                raise PiiSetError(msg)
             spans.append((item["kind"], start, start + len(item["value"])))
         examples.append(Example(row["text"], tuple(spans)))
     return examples
