@@ -36,7 +36,6 @@ AREA = "pii"
 RECALL_FLOOR = 0.95  # over every labelled value (issue 8)
 KIND_RECALL_FLOOR = 0.90  # per kind: 5 to 55 values each, so one miss in 15 SSNs already reads 0.933
 FALSE_FLOOR = 0.05
-LATENCY_FLOOR_MS = 1.0  # per text, p50; generous for a shared machine (measured ~0.05 ms)
 
 
 class PiiSetError(ValueError):
@@ -118,7 +117,8 @@ def score(examples: list[Example], split: str) -> list[Row]:
                     FALSE_FLOOR, higher_is_better=False, failures=[f for kind in PII_KINDS for f in falses[kind]][:8]))
     rows.append(Row(AREA, "clean_texts_redacted", negatives_redacted / max(negatives, 1), negatives, split, FALSE_FLOOR,
                     higher_is_better=False))
-    rows.append(Row(AREA, "latency_p50_ms", statistics.median(times), len(times), split, LATENCY_FLOOR_MS,
+    # reported, never asserted: a test must not pass or fail on wall-clock time
+    rows.append(Row(AREA, "latency_p50_ms", statistics.median(times), len(times), split, None,
                     higher_is_better=False))
     return rows
 

@@ -35,6 +35,3 @@ def test_overall_recall_and_false_redactions(rows: dict[str, Row]) -> None:
     clean = rows["clean_texts_redacted"]
     assert clean.n >= 50 and clean.passes, _explain(clean)
 
-
-def test_fast_enough_for_every_span(rows: dict[str, Row]) -> None:
-    assert rows["latency_p50_ms"].passes, _explain(rows["latency_p50_ms"])
