@@ -101,3 +101,45 @@ def measure() -> list[Row]:
     rows.append(Row("safety", "p50 ms per request check", statistics.median(_step_warm) * 1000, len(secs), "tune+test",
                     higher_is_better=False))
     return rows
+
+
+def choose_thresholds(max_false_block: float = 0.03) -> dict[str, float]:
+    """The injection and toxicity thresholds chosen on the ``tune`` split (never ``test``).
+
+    For each check: the lowest threshold on the model's score whose benign rows blocked (by the rules
+    or the model) stay at or under ``max_false_block``; the lowest maximises recall. Run it with
+    ``python -c 'from tests.evals.safety import choose_thresholds; print(choose_thresholds())'`` and copy
+    the figures into ``DEFAULT_THRESHOLD`` of ``steps/injection.py`` and ``steps/toxicity.py``.
+    """
+    from steps.injection import rule_hits
+    from steps.normalise import views
+
+    step = _step().instance
+    examples = load("tune")
+    deps: Any = docs_deps()
+    inj = [e for e in examples if e.check == "injection"]
+
+    async def embed_all() -> list[Any]:
+        return [await deps.embedder.embed([v.clean, *v.hidden]) for v in map(views, (e.text for e in inj))]
+
+    scored = [float(step.scores(vecs).max()) for vecs in asyncio.run(embed_all())]
+    ruled = [any(rule_hits(x) for x in views(e.text).all) for e in inj]
+    tox = [e for e in examples if e.check == "toxicity"]
+    tox_scores = step._toxicity.scores([e.text for e in tox])  # noqa: SLF001 - the step's own scorer
+
+    def middle_of_best(scores: list[float], labels: list[int], forced: list[bool]) -> float:
+        """The middle of the range of thresholds with the best recall among those within the false-block budget."""
+        benign = [i for i, y in enumerate(labels) if y == 0]
+        bad = [i for i, y in enumerate(labels) if y == 1]
+        grid = [round(0.3 + 0.01 * k, 2) for k in range(70)]
+        feasible = [t for t in grid if sum(forced[i] or scores[i] >= t for i in benign) <= max_false_block * len(benign)]
+        if not feasible:
+            return 0.99
+        recall = {t: sum(forced[i] or scores[i] >= t for i in bad) for t in feasible}
+        best = [t for t in feasible if recall[t] == max(recall.values())]
+        return best[len(best) // 2]
+
+    return {
+        "injection": middle_of_best(scored, [e.label for e in inj], ruled),
+        "toxicity": middle_of_best(tox_scores, [e.label for e in tox], [False] * len(tox)),
+    }
