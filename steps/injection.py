@@ -30,7 +30,7 @@ from steps.normalise import Views
 
 __all__ = ["DEFAULT_THRESHOLD", "InjectionHead", "injection_rule", "rule_hits", "training_rows"]
 
-DEFAULT_THRESHOLD = 0.7  # chosen on the tune split by tests/evals/safety.py:choose_thresholds (2026-11-25)
+DEFAULT_THRESHOLD = 0.69  # chosen on the tune split by tests/evals/safety.py:choose_thresholds (2026-11-25)
 
 _TARGET_EN = (
     r"(instructions?|prompts?|rules|guidelines|directions|directives|guardrails|restrictions|constraints|"

@@ -75,17 +75,21 @@ def clean(text: str) -> str:
 def deleet(text: str) -> str:
     """Leetspeak decoded in the tokens that mix letters with digits or symbols (``pr0mpt`` -> ``prompt``).
 
-    A token with a digit between letters is decoded; ``python3.11``-like versions (digits after a dot)
-    and pure numbers are left alone.
+    A token with digits or symbols between letters is decoded; a name followed by a version
+    (``python3``, ``utf8``) only when the decoding is a word (``rul35`` -> ``rules``); pure numbers never.
     """
 
     def fix(m: re.Match[str]) -> str:
         token = m.group(0)
         core = token.strip("!|+")  # "lot!" ends a sentence; "sh!t" hides a letter
-        if core.isalpha() or not core or re.fullmatch(r"[A-Za-z]+\d+(\.\d+)*", core):
+        if core.isalpha() or not core:
             return token
         decoded = core.translate(_LEET)
-        return token.replace(core, decoded) if decoded.isalpha() else token
+        if not decoded.isalpha():
+            return token
+        if re.fullmatch(r"[A-Za-z]+\d+(\.\d+)*", core) and decoded.lower() not in KEYWORDS | _known_words():
+            return token  # a name with a version (python3, utf8, sha256), unless it spells a word (rul35, th3)
+        return token.replace(core, decoded)
 
     return _LEET_TOKEN.sub(fix, text)
 

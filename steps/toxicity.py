@@ -1,16 +1,18 @@
 """Toxicity: insults and abuse, masked or not, while mild exclamations pass.
 
 A text is read in its ``plain`` form (``steps.normalise``: ``i.d.i.o.t`` and ``1d10t`` become
-``idiot``), masked words are restored against a small lexicon (``f*ck``, ``st*pid``, ``a**hole``),
-and then judged by three signals:
+``idiot``) and masked words are restored against a small lexicon (``f*ck``, ``st*pid``, ``a**hole``).
+Two signals judge it:
 
-- **directed abuse**: an insult aimed at someone ("you … idiot", "du bist … Idiot", "eres … idiota",
-  "t'es … connard"), or an abusive phrase ("f*ck off", "go to hell", "shut up", "stfu", "cállate");
-- **profanity model** (English texts only; it reads German "die" as a threat): ``alt-profanity-check``
-  (a linear SVM in its wheel) on the text *after* mild exclamations are taken out ("damn", "crap", "what the hell", "holy shit", "bloody hell"), so
-  "damn, finally it works" passes and "you stupid bot" still scores high;
-- the threshold of the model (``DEFAULT_THRESHOLD``) was chosen on the tune split
-  (``tests/evals/safety.py:choose_thresholds``).
+- **directed abuse** (score 1.0): an insult aimed at someone ("you … idiot", "du bist … Idiot",
+  "eres … idiota", "t'es … connard"), or an abusive phrase ("f*ck off", "go to hell", "stfu", "cállate");
+- **profanity model**, English texts only (it reads German "die" as a threat): ``alt-profanity-check``
+  (a linear SVM in its wheel) on the text without its mild exclamations ("damn", "crap", "what the
+  hell", "bloody hell") and programming verbs ("kill a subprocess", "abort the script"), so "damn,
+  finally it works" passes and "you stupid bot" still scores high.
+
+``DEFAULT_THRESHOLD`` (for the model's score) was chosen on the tune split by
+``tests/evals/safety.py:choose_thresholds``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from steps.normalise import looks_english, plain
 
 __all__ = ["DEFAULT_THRESHOLD", "Toxicity", "directed_abuse", "strip_exclamations", "unmask"]
 
-DEFAULT_THRESHOLD = 0.79  # chosen on the tune split by tests/evals/safety.py:choose_thresholds (2026-11-25)
+DEFAULT_THRESHOLD = 0.72  # chosen on the tune split by tests/evals/safety.py:choose_thresholds (2026-11-25)
 
 # Nouns that insult whoever they name; adjectives that insult only when said of "you".
 _NOUNS = (
@@ -83,9 +85,20 @@ def unmask(text: str) -> str:
     return _MASKED.sub(fix, text)
 
 
+# Programming senses of words the profanity model reads as violence ("kill a subprocess", "abort", "execute").
+_TECHNICAL = re.compile(
+    r"\b(kill|kills|killed|killing|terminate|terminates|abort|aborts|execute|executes|executing|hang|hangs|"
+    r"dump|dumps|crash|crashes|crashed|die|dies|dead|shoot|attack)\b"
+    r"(?=(\s+\S+){0,3}?\s+(process|processes|subprocess|subprocesses|thread|threads|task|tasks|job|jobs|worker|workers|"
+    r"pid|signal|server|loop|program|script|app|coroutine|kernel|interpreter|child|children|command|code|query|lock)\b)"
+    r"|\b(dead ?lock|kill -\d+|sigkill|kill\(\)|os\.kill|abort\(\)|exec\(\))",
+    re.IGNORECASE,
+)
+
+
 def strip_exclamations(text: str) -> str:
-    """The text without its mild exclamations (the profanity model scores the rest)."""
-    return re.sub(r"\s+", " ", _EXCLAMATIONS.sub(" ", text)).strip()
+    """The text without its mild exclamations and programming verbs (the profanity model scores the rest)."""
+    return re.sub(r"\s+", " ", _TECHNICAL.sub(" ", _EXCLAMATIONS.sub(" ", text))).strip()
 
 
 def directed_abuse(text: str) -> bool:
