@@ -30,7 +30,7 @@ from steps.normalise import Views
 
 __all__ = ["DEFAULT_THRESHOLD", "InjectionHead", "injection_rule", "rule_hits", "training_rows"]
 
-DEFAULT_THRESHOLD = 0.69  # chosen on the tune split by tests/evals/safety.py:choose_thresholds (2026-11-25)
+DEFAULT_THRESHOLD = 0.77  # chosen on the tune split by tests/evals/safety.py:choose_thresholds (2026-11-25)
 
 _TARGET_EN = (
     r"(instructions?|prompts?|rules|guidelines|directions|directives|guardrails|restrictions|constraints|"
@@ -42,7 +42,7 @@ _RULES = [
     rf"\b(ignore|ignor|disregard|forget|override|bypass|skip|drop|set aside|put aside|overlook|disobey|stop (following|obeying))\b"
     rf".{{0,40}}\b{_OWNER_EN}\b.{{0,30}}\b{_TARGET_EN}\b",
     r"\b(ignore|disregard|forget)\s+(the|all|everything|any)\s+((question|text|message|messages|prompt|instructions?|"
-    r"conversation|context|content)\s+)?(above|before|previous|preceding|so far)\b",
+    r"conversation|context|content)\s+)?(above|before|so far)\b\s*([.,;:!'\"]|and\b|then\b|$)",
     r"\b(forget|ignore|disregard)\b.{0,12}\beverything\b.{0,30}\b(told|said|instructed|given)\b",
     r"\bnew (instructions|rules|task|policy|system rule)\b.{0,20}[:\-]",
     r"\b(reveal|print|show|repeat|output|display|dump|leak|paste|copy|quote|tell me|give me|write out|spell out)\b.{0,40}"

@@ -25,7 +25,7 @@ from steps.normalise import looks_english, plain
 
 __all__ = ["DEFAULT_THRESHOLD", "Toxicity", "directed_abuse", "strip_exclamations", "unmask"]
 
-DEFAULT_THRESHOLD = 0.72  # chosen on the tune split by tests/evals/safety.py:choose_thresholds (2026-11-25)
+DEFAULT_THRESHOLD = 0.94  # chosen on the tune split by tests/evals/safety.py:choose_thresholds (2026-11-25)
 
 # Nouns that insult whoever they name; adjectives that insult only when said of "you".
 _NOUNS = (
@@ -56,7 +56,8 @@ _DIRECTED = re.compile(
     rf"\b{_YOU}\b\W*(\w+\W+){{0,4}}?{_NOUN}\b"
     rf"|\b{_YOU}\s+{_SO}{_ADJ}\b"
     r"|\b(fuck|screw|damn) (you|u|off|this bot)\b|\bgo to hell\b|\bpiss off\b|\beat shit\b|\bshut up\b|\bstfu\b"
-    r"|\bkill yourself\b|\bkys\b|\bsuck my\b|\byou suck\b"
+    r"|\bkill yourself\b|\bkys\b|\bsuck my\b|\byou suck\b|\bdie in a fire\b|\bdrop dead\b"
+    rf"|\b({_ADJ}|fuck|fucking|fuckin|fking|fkin|fcking|effing|shitty|crappy)\s+(bot|machine|assistant|ai|chatbot)\b"
     r"|\bta gueule\b|\bferme[- ]la\b|\bva te faire\b|\bhalt die klappe\b|\bhalt's maul\b|\bverpiss dich\b"
     r"|\bcállate\b|\bcallate\b|\bvete a la mierda\b|\bque te den\b"
     rf"|^\W*({_NOUN}|{_ADJ})\W*$|[,;:]\s*({_NOUN}|{_ADJ})\W*$",  # a bare vocative: "shut it, moron"

@@ -83,10 +83,14 @@ def _rows_for(split: str) -> tuple[list[Row], list[float]]:
         rows.append(Row("safety", f"{check} benign blocked", len(blocked) / len(good), len(good), split, floor_b,
                         higher_is_better=False,
                         failures=[f"[{e.lang}] {e.text[:80]} -> {o.flags}" for e, o in blocked[:8]]))
+    benign = [(e, o) for e, o in zip(examples, outs) if e.label == 0]
+    blocked_any = [(e, o) for e, o in benign if o.verdict == "block"]
+    rows.append(Row("safety", "all benign requests blocked", len(blocked_any) / len(benign), len(benign), split,
+                    higher_is_better=False, failures=[f"[{e.lang}] {e.text[:80]} -> {o.flags}" for e, o in blocked_any[:8]]))
     langs = sorted({e.lang for e in examples if e.check == "injection" and e.label == 1 and e.lang != "en"})
     multi = [(e, o) for e, o in zip(examples, outs) if e.check == "injection" and e.label == 1 and e.lang in langs]
     caught = sum(any(f.startswith("injection") for f in o.flags) for _, o in multi)
-    rows.append(Row("safety", f"injection recall, non-English ({','.join(langs)})", caught / len(multi), len(multi), split))
+    rows.append(Row("safety", f"injection recall ({'/'.join(langs)})", caught / len(multi), len(multi), split))
     return rows, secs
 
 
@@ -106,8 +110,10 @@ def measure() -> list[Row]:
 def choose_thresholds(max_false_block: float = 0.03) -> dict[str, float]:
     """The injection and toxicity thresholds chosen on the ``tune`` split (never ``test``).
 
-    For each check: the lowest threshold on the model's score whose benign rows blocked (by the rules
-    or the model) stay at or under ``max_false_block``; the lowest maximises recall. Run it with
+    For each check, among the thresholds on the model's score that keep the benign rows blocked (by the
+    rules or the model) at or under ``max_false_block``, those with the best recall form a range: the
+    middle of it is chosen, away from both edges. For injection every benign row of the split counts
+    (the toxicity set's clean requests are benign requests too). Run it with
     ``python -c 'from tests.evals.safety import choose_thresholds; print(choose_thresholds())'`` and copy
     the figures into ``DEFAULT_THRESHOLD`` of ``steps/injection.py`` and ``steps/toxicity.py``.
     """
@@ -117,7 +123,8 @@ def choose_thresholds(max_false_block: float = 0.03) -> dict[str, float]:
     step = _step().instance
     examples = load("tune")
     deps: Any = docs_deps()
-    inj = [e for e in examples if e.check == "injection"]
+    # every benign request of the split counts against the injection budget, the toxicity set's clean ones too
+    inj = [e for e in examples if e.check == "injection" or e.label == 0]
 
     async def embed_all() -> list[Any]:
         return [await deps.embedder.embed([v.clean, *v.hidden]) for v in map(views, (e.text for e in inj))]
@@ -140,6 +147,6 @@ def choose_thresholds(max_false_block: float = 0.03) -> dict[str, float]:
         return best[len(best) // 2]
 
     return {
-        "injection": middle_of_best(scored, [e.label for e in inj], ruled),
+        "injection": middle_of_best(scored, [int(e.check == "injection" and e.label == 1) for e in inj], ruled),
         "toxicity": middle_of_best(tox_scores, [e.label for e in tox], [False] * len(tox)),
     }

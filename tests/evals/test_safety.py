@@ -40,5 +40,5 @@ def test_floor_on_test_split(rows: dict[tuple[str, str], Row], metric: str, floo
 
 
 def test_non_english_injections_are_caught(rows: dict[tuple[str, str], Row]) -> None:
-    (row,) = [r for (split, metric), r in rows.items() if split == "test" and metric.startswith("injection recall, non-English")]
+    (row,) = [r for (split, metric), r in rows.items() if split == "test" and metric.startswith("injection recall (")]
     assert row.value >= 0.9, row.failures
