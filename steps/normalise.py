@@ -135,9 +135,9 @@ def looks_english(text: str) -> bool:
 @lru_cache(maxsize=1)
 def _known_words() -> frozenset[str]:
     """Whole words of the MiniLM tokenizer's vocabulary (30k): a word found there is not a misspelling."""
-    from steps.embedding import _tokenizer_path
+    from steps.embedding import tokenizer_path
 
-    vocab = json.loads(_tokenizer_path().read_text(encoding="utf-8"))["model"]["vocab"]
+    vocab = json.loads(tokenizer_path().read_text(encoding="utf-8"))["model"]["vocab"]
     return frozenset(w for w in vocab if w.isalpha())
 
 
