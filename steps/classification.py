@@ -88,15 +88,21 @@ _ABUSE = re.compile(
 )
 # Insults aimed at oneself ("I'm an idiot, how do I...") are not abuse of the assistant.
 _SELF = re.compile(r"\b(?:i'?m|i am|je suis|ich bin|ich war|soy|estoy)(?: \w+){0,2} $")
-_LEET = str.maketrans({"1": "i", "!": "i", "0": "o", "3": "e", "4": "a", "@": "a", "5": "s", "$": "s", "7": "t"})
+_LEET = str.maketrans({"1": "i", "0": "o", "3": "e", "4": "a", "@": "a", "5": "s", "$": "s", "7": "t"})
+
+
+def _unleet(token: str) -> str:
+    """Digits and symbols standing for letters, in a token that has letters ("id1ot", "a$$"; not "404")."""
+    if not re.search(r"[a-z]", token):
+        return token
+    return re.sub(r"(?<=[a-z])!(?=[a-z])", "i", token).translate(_LEET)
 
 
 def _abuse_text(text: str) -> str:
-    """Folded text with leetspeak letters restored and letters spaced by dots joined ("s.h.u.t" -> "shut")."""
+    """Folded text with leetspeak undone and letters spaced by dots joined ("s.h.u.t" -> "shut")."""
     folded = fold(text)
-    folded = re.sub(r"(?<![\w.])(\w)(?:[._\-](\w)(?![\w]))+", lambda m: re.sub(r"[._\-]", "", m.group(0)), folded)
-    return re.sub(r"\b[\w@$!]*[a-z][\w@$!]*\b|\b[\w@$!]+", lambda m: m.group(0).translate(_LEET)
-                  if re.search(r"[a-z]", m.group(0)) else m.group(0), folded)
+    folded = re.sub(r"(?<![\w.])\w{1,2}(?:[._*\-]\w{1,2}(?!\w))+", lambda m: re.sub(r"[._\-]", "", m.group(0)), folded)
+    return re.sub(r"[\w@$!]+", lambda m: _unleet(m.group(0)), folded)
 
 
 def is_abuse(text: str) -> bool:

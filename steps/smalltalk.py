@@ -45,7 +45,7 @@ _LANG_WORDS: dict[Language, frozenset[str]] = {
     ),
 }
 _LANG_MARKS: dict[Language, re.Pattern[str]] = {
-    "es": re.compile(r"[¿¡ñ]|[áéíóú](?!\w*[èêàç])"),
+    "es": re.compile(r"[¿¡ñáíóú]"),
     "de": re.compile(r"[äöüß]"),
     "fr": re.compile(r"[çèêàùâîôœ]|\b(?:qu|c|j|t|l|d|n)'"),
 }
@@ -163,6 +163,8 @@ def meta_topic(text: str) -> MetaTopic | None:
 def is_smalltalk(text: str) -> bool:
     """Greetings, thanks, goodbyes and pleasantries (any of the four languages), or a question about the assistant."""
     folded = fold(text)
+    if len(folded) > 120:  # smalltalk is short; a long text is a request whatever it opens with
+        return False
     if _PLEASANTRY.match(folded) or meta_topic(text) is not None:
         return True
     match = _SMALLTALK.match(folded)
