@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from steps import Deps, ResourceConfig, resolve
@@ -150,3 +151,11 @@ def test_rules_stay_fast_on_long_pasted_text() -> None:
         rule_intent(text)
         assert time.perf_counter() - start < 0.2, text[:40]
     assert rule_intent("hi " * 3000) is None  # too long to be smalltalk: left to the model
+
+
+def test_fast_scoring_matches_scikit_learn(classification: Any) -> None:
+    head = classification.instance.head
+    texts = ["wie kann ich eine Liste sortieren", "what is a coroutine", "tengo KeyError", "merci, et ensuite ?"]
+    vectors = asyncio.run(classification.instance._deps.embedder.embed(texts))
+    fast, reference = head.predict_proba(vectors, texts), head.predict_proba_reference(vectors, texts)
+    assert fast.shape == (4, 5) and np.allclose(fast, reference, atol=1e-9)
