@@ -49,6 +49,8 @@ def test_abuse_in_four_languages(text: str) -> None:
         "Was ist eine dumme Variable?",
         "comment supprimer les valeurs nulles d'une liste",
         "shutil.rmtree fails on Windows",
+        "how do I make this DeprecationWarning go away",
+        "my changes get lost after the commit",
     ],
 )
 def test_programming_questions_are_not_abuse(text: str) -> None:
