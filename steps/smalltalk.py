@@ -188,7 +188,8 @@ _REPLIES: dict[Language, dict[ReplyKind, str]] = {
         "abilities": (
             "I answer questions about Python from the official documentation, with citations: how to do something "
             "(\"how do I read a file line by line?\"), what a feature means (\"what is a generator?\"), or what an "
-            "error says (paste the message or traceback). I also understand French, German and Spanish."
+            "error says (paste the message or traceback). You may write in French, German or Spanish too; the "
+            "documentation I quote is in English."
         ),
         "nature": (
             "I'm a bot, not a person: Conveyor's automated assistant. I answer Python questions by finding the "
