@@ -165,6 +165,7 @@ class IntentHead:
         self._dense_w = np.zeros((0, 0))
         self._char_w = np.zeros((0, 0))
         self._bias = np.zeros(0)
+        self._idf = np.zeros(0)
 
     def _features(self, vectors: np.ndarray, texts: list[str], *, fit: bool) -> Any:
         from scipy.sparse import csr_matrix, hstack
@@ -182,12 +183,38 @@ class IntentHead:
         self._dense_w = coef[:, :dim].T.copy()
         self._char_w = coef[:, dim:].T * self.char_weight
         self._bias = np.asarray(self._model.intercept_, dtype=np.float64)
+        self._idf = np.asarray(self._chars.idf_, dtype=np.float64)
         return self
+
+    def _char_logits(self, text: str) -> np.ndarray:
+        """The character n-gram part of the logits: scikit-learn's ``char_wb`` tf-idf, computed directly.
+
+        Same n-grams, sublinear tf, idf and L2 norm as ``TfidfVectorizer.transform``, without building a
+        sparse matrix (about 0.05 ms instead of 0.35 ms for a short text).
+        """
+        counts: dict[int, int] = {}
+        vocabulary = self._chars.vocabulary_
+        low, high = self._chars.ngram_range
+        for word in fold(text).split():
+            padded = f" {word} "
+            for n in range(low, high + 1):
+                for offset in range(max(1, len(padded) - n + 1)):
+                    column = vocabulary.get(padded[offset : offset + n])
+                    if column is not None:
+                        counts[column] = counts.get(column, 0) + 1
+                if len(padded) - n + 1 <= 1:
+                    break  # a word shorter than n yields one n-gram for all larger n: counted once
+        if not counts:
+            return np.zeros(self._char_w.shape[1])
+        columns = np.fromiter(counts, dtype=np.intp, count=len(counts))
+        weights = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self._idf[columns]
+        weights /= np.linalg.norm(weights)
+        return cast(np.ndarray, weights @ self._char_w[columns])
 
     def predict_proba(self, vectors: np.ndarray, texts: list[str]) -> np.ndarray:
         """Class probabilities (columns in ``labels`` order): the fitted multinomial model's softmax."""
-        chars = self._chars.transform([fold(t) for t in texts])
-        logits = vectors.astype(np.float64) @ self._dense_w + chars @ self._char_w + self._bias
+        chars = np.stack([self._char_logits(t) for t in texts])
+        logits = vectors.astype(np.float64) @ self._dense_w + chars + self._bias
         logits -= logits.max(axis=1, keepdims=True)
         odds = np.exp(logits)
         return cast(np.ndarray, odds / odds.sum(axis=1, keepdims=True))
