@@ -260,7 +260,9 @@ class Classification:
         if self._deps is None or self._head is None:
             raise ClassifierNotReadyError("Classification.warm_up(deps) must run before run(): the worker does this at start")
         vector = await self._deps.embedder.embed([input.text])
-        probs = (await self._deps.embedder.run_sync(self._head.predict_proba, vector, [input.text]))[0]
+        # The encoder runs off the loop; the head is ~0.06 ms of arithmetic, cheaper than a hop to the
+        # embedder's thread, where it would queue behind other requests' batches.
+        probs = self._head.predict_proba(vector, [input.text])[0]
         best = int(np.argmax(probs))
         intent = self._head.labels[best]
         confidence = float(probs[best])
