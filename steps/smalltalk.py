@@ -17,15 +17,17 @@ Language = Literal["en", "fr", "de", "es"]
 MetaTopic = Literal["maker", "abilities", "nature", "identity"]
 
 
+_PLAIN = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "¿": " ", "¡": " "})
+
+
 def fold(text: str) -> str:
     """Lower-cased, accent-free, NFKC text with inverted Spanish marks and curly quotes made plain.
 
     Patterns below are written against folded text, so "¿Quién te creó?" and "quien te creo" match alike.
     """
-    text = unicodedata.normalize("NFKC", text).casefold().replace("ß", "ss")
+    text = unicodedata.normalize("NFKC", text).casefold()
     text = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-    text = text.translate(str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "¿": " ", "¡": " "}))
-    return re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"\s+", " ", text.translate(_PLAIN)).strip()
 
 
 # --- language -------------------------------------------------------------------------------------------
