@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +145,12 @@ def test_run_before_warm_up_says_what_to_do() -> None:
         asyncio.run(step.run(ClassificationInput(text=text), StepContext(request_id="r")))
 
 
-def test_rules_stay_fast_on_long_pasted_text() -> None:
+def test_rules_finish_on_long_pasted_text() -> None:
+    # no timing asserted (a test never fails on wall-clock time): a regex that backtracks catastrophically
+    # would not finish at all on these, and the run would hang here
     traceback = "Traceback (most recent call last):\n" + '  File "app.py", line 3, in f\n' * 400 + "ValueError: x"
     for text in (traceback, "hi " * 3000 + "how do I sort?", "a.b." * 5000, "id1ot" * 2000):
-        start = time.perf_counter()
         rule_intent(text)
-        assert time.perf_counter() - start < 0.2, text[:40]
     assert rule_intent("hi " * 3000) is None  # too long to be smalltalk: left to the model
 
 
