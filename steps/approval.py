@@ -117,9 +117,13 @@ class Approval:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
         try:
-            list(string.Formatter().parse(summary))
+            fields = [f for _, f, _, _ in string.Formatter().parse(summary) if f is not None]
         except ValueError as exc:
             raise ValueError(f"summary {summary!r} is not a valid template ({exc}); write e.g. 'Refund {{amount}}'") from None
+        for name in fields:
+            if not name.isidentifier():
+                raise ValueError(f"summary field {{{name}}} must be a plain state field name (no index, attribute or "
+                                 "position); e.g. {amount}")
         self.timeout_s = float(timeout_s)
         self.summary = summary
         self.default = default

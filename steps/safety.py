@@ -1,42 +1,49 @@
 """Safety: PII redaction, prompt-injection and toxicity checks on the request and the answer.
 
 - PII: validating regexes (``steps.pii``); found PII is masked in the answer (verdict ``redact``).
-- Prompt injection: rules for the blatant phrasings, plus logistic regression over MiniLM embeddings
-  trained at warm-up on the ``bastioncorpus`` package's labelled rows (118 malicious, 63 benign traps)
-  and this repository's own benign intent examples. An injection attempt in the request blocks.
-- Toxicity: ``alt-profanity-check`` (a linear SVM shipped in its wheel) on request and answer.
+- Prompt injection (``steps.injection``): the request is read in all its forms first
+  (``steps.normalise``: NFKC, zero-width and spacing tricks, leetspeak, ROT13, base64/base32/hex
+  blobs), then judged by rules in six languages and by a logistic-regression head over MiniLM
+  embeddings trained at warm-up. An injection attempt in the request blocks.
+- Toxicity (``steps.toxicity``): directed insults and abusive phrases, masked or not, plus
+  ``alt-profanity-check`` on the text without its mild exclamations; on request and answer.
+
+Flags say what fired: ``injection:rules``, ``injection:model``, ``injection:obfuscated`` (only a
+decoded or de-obfuscated reading gave it away), ``toxicity:request``, ``toxicity:answer``, ``pii:<kind>``.
+The default thresholds were chosen on ``tests/data/eval/safety_tune.jsonl``; see ``tests/evals/safety.py``.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from importlib import resources as importlib_resources
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from steps import injection, toxicity
 from steps.base import StepContext, StepModel
-from steps.classification import load_examples
 from steps.deps import Deps
+from steps.injection import InjectionHead, injection_rule, rule_hits, training_rows
+from steps.normalise import Views, views
 from steps.pii import find_pii, redact
 from steps.registry import step
+from steps.toxicity import Toxicity
 
-__all__ = ["Safety", "SafetyInput", "SafetyOutput", "injection_rule"]
-
-_INJECTION_RULES = re.compile(
-    r"\b(ignore|disregard|forget|override)\b.{0,40}\b(previous|prior|above|earlier|all|your|system)\b.{0,20}"
-    r"\b(instructions?|prompts?|rules|guidelines|directions)\b"
-    r"|\b(reveal|print|show|repeat|output)\b.{0,30}\b(system prompt|hidden (prompt|instructions)|initial instructions)\b"
-    r"|\byou are now\b.{0,40}\b(unrestricted|jailbroken|dan|without (any )?(limits|restrictions|rules))\b"
-    r"|\b(developer|god|jailbreak) mode\b",
-    re.IGNORECASE | re.DOTALL,
-)
+__all__ = ["Safety", "SafetyInput", "SafetyNotWarmError", "SafetyOutput", "injection_rule"]
 
 
-def injection_rule(text: str) -> bool:
-    """True when ``text`` contains a blatant prompt-injection phrasing."""
-    return bool(_INJECTION_RULES.search(text))
+class SafetyNotWarmError(RuntimeError):
+    """The safety step ran before ``warm_up(deps)``: the worker (or a test) must await ``warm_up`` first."""
+
+
+@dataclass(frozen=True)
+class _Judgement:
+    rules: bool
+    rules_hidden_only: bool
+    injection: float
+    injection_hidden_only: bool
+    tox_request: float
+    tox_answer: float
 
 
 class SafetyInput(StepModel):
@@ -59,55 +66,70 @@ class SafetyOutput(StepModel):
 class Safety:
     """Checks request and answer; verdict ``allow``, ``redact`` (PII masked) or ``block``."""
 
-    def __init__(self, injection_threshold: float = 0.7, toxicity_threshold: float = 0.8) -> None:
+    def __init__(
+        self,
+        injection_threshold: float = injection.DEFAULT_THRESHOLD,
+        toxicity_threshold: float = toxicity.DEFAULT_THRESHOLD,
+    ) -> None:
         self.injection_threshold = injection_threshold
         self.toxicity_threshold = toxicity_threshold
         self._deps: Deps | None = None
-        self._injection_head: Any = None
-        self._toxicity: Any = None
+        self._head: InjectionHead | None = None
+        self._toxicity: Toxicity | None = None
 
     async def warm_up(self, deps: Deps) -> None:
         self._deps = deps
-        raw = importlib_resources.files("bastioncorpus").joinpath("corpus/injections.jsonl").read_text(encoding="utf-8")
-        rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        texts = [r["text"] for r in rows] + [t for t, intent in load_examples() if intent != "abuse"]
-        labels = [int(r["label"] == "malicious") for r in rows] + [0] * (len(texts) - len(rows))
+        rows = training_rows()
+        texts = [views(t).plain for t, _ in rows]
         vectors = await deps.embedder.embed(texts)
-        self._injection_head, self._toxicity = await deps.embedder.run_sync(self._fit, vectors, labels)
+        self._head, self._toxicity = await deps.embedder.run_sync(self._fit, vectors, [label for _, label in rows])
 
     @staticmethod
-    def _fit(vectors: np.ndarray, labels: list[int]) -> tuple[object, object]:
-        from profanity_check import predict_prob
-        from sklearn.linear_model import LogisticRegression
+    def _fit(vectors: np.ndarray, labels: list[int]) -> tuple[InjectionHead, Toxicity]:
+        return InjectionHead().fit(vectors, labels), Toxicity()
 
-        head = LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000)
-        head.fit(vectors, labels)
-        return head, predict_prob
+    def _judge(self, v: Views, vectors: np.ndarray, request: str, answer: str) -> _Judgement:
+        assert self._head is not None and self._toxicity is not None
+        hits_clean = bool(rule_hits(v.clean))
+        hits_any = hits_clean or any(rule_hits(h) for h in v.hidden)
+        probs = self._head.score(vectors)
+        tox_request, tox_answer = self._toxicity.scores([request, answer or " "])
+        return _Judgement(
+            rules=hits_any,
+            rules_hidden_only=hits_any and not hits_clean,
+            injection=float(probs.max()),
+            injection_hidden_only=bool(probs[0] < self.injection_threshold <= probs.max()),
+            tox_request=tox_request,
+            tox_answer=tox_answer,
+        )
 
-    def _score(self, vectors: np.ndarray, texts: list[str]) -> tuple[float, list[float]]:
-        injection = float(self._injection_head.predict_proba(vectors[:1])[0][1])
-        toxicity = [float(p) for p in self._toxicity(texts)]
-        return injection, toxicity
+    def scores(self, vectors: np.ndarray) -> np.ndarray:
+        """The classifier's injection probabilities for embedded views (for threshold tuning)."""
+        if self._head is None:
+            raise SafetyNotWarmError("Safety.warm_up() must run before scores()")
+        return self._head.score(vectors)
 
     async def run(self, input: SafetyInput, ctx: StepContext) -> SafetyOutput:
-        if self._deps is None or self._injection_head is None:
-            raise RuntimeError("Safety.warm_up() must run before run()")
-        texts = [input.text, input.answer or " "]
-        vectors = await self._deps.embedder.embed(texts[:1])
-        injection, (tox_request, tox_answer) = await self._deps.embedder.run_sync(self._score, vectors, texts)
+        if self._deps is None or self._head is None:
+            raise SafetyNotWarmError("Safety.warm_up() must run before run(): the worker awaits it at start-up")
+        v = views(input.text)
+        vectors = await self._deps.embedder.embed([v.clean, *v.hidden])
+        j = await self._deps.embedder.run_sync(self._judge, v, vectors, input.text, input.answer)
         flags: list[str] = []
-        if injection_rule(input.text):
+        if j.rules:
             flags.append("injection:rules")
-        elif injection >= self.injection_threshold:
+        if j.injection >= self.injection_threshold:
             flags.append("injection:model")
-        if tox_request >= self.toxicity_threshold:
+        if (j.rules and j.rules_hidden_only) or (not j.rules and j.injection_hidden_only):
+            flags.append("injection:obfuscated")
+        if j.tox_request >= self.toxicity_threshold:
             flags.append("toxicity:request")
-        if tox_answer >= self.toxicity_threshold:
+        if j.tox_answer >= self.toxicity_threshold:
             flags.append("toxicity:answer")
         request_pii = find_pii(input.text)
         answer_pii = find_pii(input.answer)
         flags += sorted({f"pii:{m.kind}" for m in request_pii + answer_pii})
-        scores = {"injection": round(injection, 4), "toxicity": round(max(tox_request, tox_answer), 4)}
+        scores = {"injection": round(j.injection, 4), "toxicity": round(max(j.tox_request, j.tox_answer), 4)}
         if any(f.startswith(("injection", "toxicity")) for f in flags):
             return SafetyOutput(verdict="block", flags=flags, answer="", scores=scores)
         if request_pii or answer_pii:

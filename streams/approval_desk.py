@@ -39,23 +39,31 @@ class Waiting:
 
 
 async def waiting_approvals(client: Client) -> list[Waiting]:
-    """Every approval asked so far, newest last, with the decision sent for it (if any)."""
-    asked: dict[tuple[str, str], Waiting] = {}
+    """Every approval asked so far, oldest first, with the decision sent for it (if any).
+
+    A decision that names its approval (``parked_key``, as ``conveyor approve`` sends) answers that one; one
+    without answers the oldest unanswered approval of its id (and tenant), as the router matches it.
+    """
+    asked: dict[str, Waiting] = {}
     for _, value in await client.read_to_end(APPROVAL_REQUESTS):
         try:
             request = ApprovalRequest.model_validate_json(value)
         except ValidationError:
             continue
-        asked[(request.tenant, request.id)] = Waiting(request)
+        asked.setdefault(request.parked_key or f"{request.tenant}/{request.id}", Waiting(request))
+    ordered = sorted(asked.values(), key=lambda w: w.request.requested_at)
     for _, value in await client.read_to_end(APPROVALS):
         try:
             decision = DecisionIn.model_validate_json(value)
         except ValidationError:
             continue  # the router dead-letters it; it decided nothing
-        for (tenant, rid), item in asked.items():
-            if rid == decision.id and (decision.tenant is None or decision.tenant == tenant) and item.decided is None:
+        for item in ordered:
+            r = item.request
+            if (r.id == decision.id and (decision.tenant is None or decision.tenant == r.tenant)
+                    and (decision.parked_key is None or decision.parked_key == r.parked_key) and item.decided is None):
                 item.decided = orjson.loads(value)
-    return sorted(asked.values(), key=lambda w: w.request.requested_at)
+                break
+    return ordered
 
 
 async def decide(client: Client, request_id: str, approve: bool, comment: str, by: str,
@@ -82,6 +90,6 @@ async def decide(client: Client, request_id: str, approve: bool, comment: str, b
         raise ApprovalNotWaitingError(f"requests of several tenants wait under id {request_id!r} ({tenants}): add --tenant")
     target = open_[0].request
     body = DecisionIn(id=request_id, decision="approve" if approve else "reject", comment=comment, by=by,
-                      tenant=target.tenant)
+                      tenant=target.tenant, parked_key=target.parked_key or None)
     await client.send(APPROVALS, orjson.dumps(body.model_dump()), key=request_id.encode())
     return target

@@ -32,7 +32,8 @@ from streams.outputs import Outputs
 from streams.state import StateTable
 from streams.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS, APPROVALS, step_topic
 
-__all__ = ["ApprovalRequest", "DecisionIn", "RESUME", "ApprovalRouter", "is_resume", "resume_message", "waiting"]
+__all__ = ["ApprovalRequest", "ApprovalRouter", "DecisionIn", "RESUME", "is_resume", "resume_message", "undecided",
+           "waiting"]
 
 log = logging.getLogger(__name__)
 RESUME = "conveyor_resume"  # the one key of a resume message on an approval node's topic
@@ -63,6 +64,7 @@ class DecisionIn(BaseModel):
     comment: str = ""
     by: str = "unknown"
     tenant: str | None = None
+    parked_key: str | None = None  # which approval exactly (``conveyor approve`` sends it): one visit of a loop
 
     @field_validator("decision")
     @classmethod
@@ -93,8 +95,13 @@ def is_resume(value: bytes | None) -> dict[str, Any] | None:
     return body if isinstance(body, dict) and isinstance(body.get("key"), str) else None
 
 
+def undecided(value: Any, now: float) -> bool:
+    """A parked request is kept until it is decided or expired, however long its workers were down."""
+    return isinstance(value, dict) and not value.get("done")
+
+
 def waiting(value: Any, now: float) -> bool:
-    """A parked request or index entry must not be swept while it can still be decided."""
+    """An index entry must not be swept while its request can still be decided (and an hour after)."""
     if not isinstance(value, dict) or value.get("done"):
         return False
     expires = value.get("expires_at")
@@ -167,18 +174,22 @@ class ApprovalRouter:
         requests: dict[str, Any] = dict(entry.get("requests", {}))
         kept: list[dict[str, Any]] = []
         for decision in entry.get("decisions", []):
-            tenant = decision.get("tenant")
-            open_ = {t: r for t, r in requests.items() if not r.get("sent")}
-            if tenant is not None:
-                target = open_.get(tenant)
-            elif len(open_) == 1:
-                target = next(iter(open_.values()))
-            else:
-                target = None
-                if len(open_) > 1:
-                    log.warning("approval decision for %s names no tenant, and %d tenants wait under that id: "
-                                "send \"tenant\" with it", rid, len(open_))
-            if target is None:
+            tenant, where = decision.get("tenant"), decision.get("parked_key")
+            candidates = [r for r in requests.values() if (tenant is None or r["tenant"] == tenant)
+                          and (where is None or r["parked_key"] == where)]
+            open_ = [r for r in candidates if not r.get("sent")]
+            if len(open_) == 1:
+                target = open_[0]
+            elif len(open_) > 1:
+                log.warning("approval decision for %s names no tenant, and %d tenants wait under that id: "
+                            "send \"tenant\" with it", rid, len(open_))
+                kept.append(decision)
+                continue
+            elif candidates:  # its approval was answered already: a second answer, or a re-delivery
+                log.info("approval decision for %s ignored: %s was already decided", rid,
+                         candidates[0]["parked_key"])
+                continue
+            else:  # the approval request has not arrived yet (another topic): keep it until it does
                 kept.append(decision)
                 continue
             value = resume_message(target["parked_key"], decision["decision"], decision.get("by") or "unknown",

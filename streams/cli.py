@@ -18,11 +18,14 @@ __all__ = ["main"]
 def settings_from(**flags: Any) -> Any:
     """Settings from flags (when given), then CONVEYOR_* variables, then defaults."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from streams.app import Settings
 
     try:
         return Settings(**{k: v for k, v in flags.items() if v is not None and v != ()})
+    except SettingsError as exc:
+        raise click.UsageError(f"{exc}: a CONVEYOR_* variable holds invalid JSON; fix or unset it") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         raise click.UsageError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from None
@@ -33,10 +36,17 @@ def broker_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def run(coro: Any) -> Any:
+    from aiokafka.errors import KafkaError
+
     try:
         return asyncio.run(coro)
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
+    except (KafkaError, OSError) as exc:
+        raise click.ClickException(
+            f"cannot talk to the broker ({type(exc).__name__}: {exc}); start one with `conveyor up` or "
+            "`conveyor broker`, or point --broker / CONVEYOR_BROKER at yours"
+        ) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -264,7 +274,10 @@ def approve(request_id: str, approve: bool | None, comment: str, by: str | None,
 
     if approve is None:
         raise click.UsageError("say --yes to approve or --no to reject")
-    who = by or getpass.getuser()
+    try:
+        who = by or getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment (a container, an unknown uid)
+        raise click.UsageError("cannot tell who you are: pass --by NAME") from None
 
     async def go() -> Any:
         async with Client(settings_from(broker=broker)) as client:

@@ -12,7 +12,7 @@ import orjson
 
 from streams.app import Settings
 from streams.envelope import Request, Result, new_request_id, session_key
-from streams.errors import MessageTooLargeError, ResultTimeoutError
+from streams.errors import BrokerUnreachableError, MessageTooLargeError, ResultTimeoutError
 from streams.topics import REQUESTS, RESULTS, TRACES
 
 __all__ = ["Client"]
@@ -49,7 +49,11 @@ class Client:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers(), acks="all", linger_ms=5, **self.settings.client_kwargs()
         )
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()  # a producer that failed to start still holds a connection task
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -124,35 +128,43 @@ class Client:
         finally:
             await consumer.stop()
 
-    async def read_to_end(self, topic: str, timeout_s: float = 10.0) -> list[tuple[bytes | None, bytes]]:
-        """Every (key, value) of ``topic`` up to its current end (stops there, or at ``timeout_s``)."""
-        from aiokafka import AIOKafkaConsumer
+    async def read_to_end(self, topic: str, timeout_s: float = 15.0) -> list[tuple[bytes | None, bytes]]:
+        """Every (key, value) of ``topic`` up to its current end; ``[]`` for a topic that does not exist (not created).
 
-        ends = {tp: end for tp, end in (await self.positions(topic)).items() if end > 0}
-        out: list[tuple[bytes | None, bytes]] = []
-        if not ends:
-            return out
+        The end is the larger of ``end_offsets`` and the high watermark of the fetch responses (on Tansu,
+        ListOffsets answers the last batch's base offset + 1). Not reaching it within ``timeout_s`` is an error.
+        """
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers(), enable_auto_commit=False,
             fetch_max_wait_ms=100, **self.settings.client_kwargs(),
         )
+        out: list[tuple[bytes | None, bytes]] = []
         await consumer.start()
         try:
-            consumer.assign(list(ends))
-            for tp in ends:
+            if topic not in await consumer.topics():
+                return out  # asking for its partitions would create it, with the broker's default count
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            ends = await consumer.end_offsets(tps)
+            consumer.assign(tps)
+            for tp in tps:
                 consumer.seek(tp, 0)
-            left = dict(ends)
             deadline = time.monotonic() + timeout_s
-            while left and time.monotonic() < deadline:
-                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
-                    for record in records:
-                        if record.offset < ends[tp]:
-                            out.append((record.key, record.value))
-                    if await consumer.position(tp) >= ends[tp]:
-                        left.pop(tp, None)
+            while True:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    out.extend((record.key, record.value) for record in records)
+                behind = [tp for tp in tps if await consumer.position(tp) < max(ends[tp], consumer.highwater(tp) or 0)
+                          or (consumer.highwater(tp) is None and ends[tp] > 0)]
+                if not behind:
+                    return out
+                if time.monotonic() >= deadline:
+                    raise BrokerUnreachableError(
+                        f"{topic} could not be read to its end within {timeout_s:.0f}s ({len(behind)} partition(s) "
+                        "behind); is the broker overloaded? try again"
+                    )
         finally:
             await consumer.stop()
-        return out
 
     async def results(
         self, ids: Iterable[str], start: dict[Any, int] | None, timeout_s: float, tenants: dict[str, str] | None = None,
@@ -166,17 +178,27 @@ class Client:
         """
         wanted = set(ids)
         found: dict[str, Result] = {}
+        parked: dict[str, str] = {}  # id -> the approval node it waits at
         async for _, value in self.read(RESULTS, start, timeout_s):
             result = Result.model_validate_json(value)
             if tenants is not None and result.tenant is not None and tenants.get(result.id, result.tenant) != result.tenant:
                 continue
             if result.status == "pending_approval" and not pending:
+                if result.id in wanted:
+                    parked[result.id] = str(result.output.get("approval", {}).get("node", "an approval node"))
                 continue
             if result.id in wanted and result.id not in found:
                 found[result.id] = result
                 if len(found) == len(wanted):
                     return found
         missing = sorted(wanted - set(found))
+        waiting = [rid for rid in missing if rid in parked]
+        if waiting:
+            raise ResultTimeoutError(
+                f"{len(waiting)} of {len(wanted)} requests still wait for a person after {timeout_s:.0f}s (first: "
+                f"{waiting[0]} at {parked[waiting[0]]}); answer with `conveyor approve {waiting[0]} --yes` (or --no), "
+                "or wait longer (--timeout)"
+            )
         raise ResultTimeoutError(
             f"{len(missing)} of {len(wanted)} results did not arrive within {timeout_s:.0f}s (first: {missing[:3]}); "
             "is a worker running against this broker (`conveyor worker`)? Check its log."

@@ -218,13 +218,17 @@ def validate(spec: GraphSpec, resolve: StepResolver, source: str | None = None) 
     if not names:
         raise w.error(None, "nodes", "is empty; add at least one node")
     outputs: dict[str, Any] = {}
+    parks: set[str] = set()
     for node in spec.nodes:
         if not _NAME.match(node.name) or node.name in RESERVED:
             raise w.error(node.name, "name", f"must match {_NAME.pattern} and not be one of {list(RESERVED)}")
         if names.count(node.name) > 1:
             raise w.error(node.name, "name", "is used by more than one node")
         try:
-            outputs[node.name] = getattr(resolve(node.step, node.config), "Output", None)
+            resolved = resolve(node.step, node.config)
+            outputs[node.name] = getattr(resolved, "Output", None)
+            if getattr(getattr(resolved, "target", None), "parks", False):
+                parks.add(node.name)
         except Exception as exc:  # noqa: BLE001 - unknown step, import error, bad config: named by the resolver
             fld = "config" if "config" in type(exc).__name__.lower() else "step"
             raise w.error(node.name, fld, str(exc)) from None
@@ -235,8 +239,30 @@ def validate(spec: GraphSpec, resolve: StepResolver, source: str | None = None) 
     if spec.node(spec.entry).join is not None:
         raise w.error(spec.entry, "join", "the entry node cannot be a join (nothing fans out before it)")
     _check_loops(w, spec)
-    analyse(spec, source=w.source)
+    info = analyse(spec, source=w.source)
+    inside = branch_nodes(spec, info)
+    for name in sorted(parks & set(inside)):
+        raise w.error(name, "step", f"an approval cannot wait inside the branches of {inside[name]!r} (one request, one "
+                                    "approval at a time); put it before the fan-out or after its join")
     return spec
+
+
+def branch_nodes(spec: GraphSpec, info: GraphInfo) -> dict[str, str]:
+    """Every node that runs inside a fan-out's branches (before their join), with that fan-out."""
+    inside: dict[str, str] = {}
+    for fanout, join in info.join_of.items():
+        stack = list(spec.node(fanout).branches())
+        while stack:
+            name = stack.pop()
+            if name in TERMINALS or name == join or name in inside:
+                continue
+            inside[name] = fanout
+            node = spec.node(name)
+            stack += node.flow_targets() + ([node.fallback] if node.fallback else []) + (
+                [node.on_limit] if node.max_visits and node.on_limit else [])
+            if node.fans_out:
+                stack.append(info.join_of[name])
+    return inside
 
 
 def _check_node(w: _Where, node: Node, names: list[str], output: Any) -> None:

@@ -148,6 +148,10 @@ class StepProcessor:
 
     async def unexpected(self, message: Any, exc: BaseException) -> None:
         """After an error escaped ``process`` (dead-lettered by the caller): the request still gets its end."""
+        resume = is_resume(message.value) if self.tables.parked is not None else None
+        if resume is not None:
+            await self._resume_failed(resume, exc, message.partition)
+            return
         try:
             env = decode(message.value, Envelope)
         except EnvelopeDecodeError:
@@ -391,7 +395,7 @@ class StepProcessor:
                      "nothing parked there" if entry is None else f"already {entry.get('decision')}")
             return
         env = Envelope.model_validate(entry["env"])
-        now = self.clock()
+        now = float(body.get("at") or self.clock())  # when it was decided: a re-delivery decides the same
         try:
             out = self.step.instance.decide(body["decision"], str(body.get("by") or "unknown"),
                                             str(body.get("comment") or ""), parked_at=float(entry["parked_at"]), now=now)
@@ -419,6 +423,25 @@ class StepProcessor:
         m.processing.labels(*self.labels).observe(trace.ended_at - started)
         pending.append(await self.outputs.span(trace))
         await asyncio.gather(*pending)
+
+    async def _resume_failed(self, body: dict[str, Any], exc: BaseException, partition: int) -> None:
+        """A decision that could not be applied: the parked request ends ``failed`` (its one final result)."""
+        assert self.tables.parked is not None
+        entry = self.tables.parked.get(body["key"])
+        if entry is None or entry.get("done"):
+            return
+        pending: Pending = []
+        try:
+            env = Envelope.model_validate(entry["env"])
+            await self._end(env, "failed", f"{self.node.name}: applying the decision failed: {type(exc).__name__}: "
+                                           f"{self.scrub.text(str(exc))[:300]}", pending)
+            await asyncio.gather(*pending)
+            pending.clear()
+            _wrote(pending, self.tables.parked.set(body["key"], {**{k: v for k, v in entry.items() if k != "env"},
+                                                                 "done": True, "decision": "failed"}, partition))
+            await asyncio.gather(*pending)
+        except Exception:  # noqa: BLE001 - the dead letter is the record of it
+            log.exception("%s: could not end a parked request after an unexpected error", self.node.name)
 
     # -- joins ---------------------------------------------------------------------------------
 

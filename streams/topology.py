@@ -299,7 +299,8 @@ def compile(
                 swept.append((JOIN_BUFFER, tables.joins))
                 _with_join_ticks(app, outputs, spec.name, node.name, tables.joins, settings.join_tick_s)
             if getattr(step, "parks", False):
-                tables.parked = expiring(app, PARKED_APPROVALS, component, settings.state_ttl_s, keep=approvals.waiting)
+                tables.parked = expiring(app, PARKED_APPROVALS, component, settings.state_ttl_s,
+                                         keep=approvals.undecided)
                 swept.append((PARKED_APPROVALS, tables.parked))
                 _with_approval_expiry(app, outputs, spec.name, node.name, tables.parked, settings.join_tick_s)
                 outputs.topic(APPROVAL_REQUESTS)

@@ -156,3 +156,68 @@ def test_a_pipeline_file_sets_the_default_deadline_of_its_requests() -> None:
     assert 0 < plain.results[0].output["left_s"] <= 60  # CONVEYOR_DEFAULT_DEADLINE_MS
     with pytest.raises(GraphError, match="deadline_ms"):
         parse(flow.replace("900000", "0"), "slow.yaml")
+
+
+def test_a_second_answer_or_a_redelivered_one_never_decides_the_next_approval_of_a_loop() -> None:
+    import asyncio
+
+    from streams.app import Settings
+    from streams.approvals import ApprovalRequest, ApprovalRouter, is_resume
+    from streams.metrics import Metrics
+    from streams.outputs import Outputs
+    from streams.state import MemoryTable
+    from streams.testing import Message, _Queue
+    from streams.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS, APPROVALS
+
+    async def go() -> list[dict[str, Any]]:
+        queue = _Queue(lambda: 1000.0)
+        router = ApprovalRouter(Outputs(queue, Settings(broker="x:1"), Metrics(), worker="t"), MemoryTable())
+
+        async def feed(topic: str, body: dict[str, Any]) -> None:
+            await router.process(Message(topic, b"r1", orjson.dumps(body), 0, 1000.0))
+            while queue.pending:  # the router's own re-keyed decisions come back to it
+                m = queue.pending.popleft()
+                if m.topic == APPROVAL_DECISIONS:
+                    await router.process(m)
+
+        def asked(visit: int) -> dict[str, Any]:
+            return ApprovalRequest(id="r1", pipeline="p", node="review", summary="s", expires_at=2000.0,
+                                   session_key="default/#r1", parked_key=f"default/r1|review|{visit}",
+                                   requested_at=1000.0 + visit).model_dump()
+
+        await feed(APPROVAL_REQUESTS, asked(0))
+        await feed(APPROVALS, {"id": "r1", "decision": "approve", "by": "alice"})
+        await feed(APPROVALS, {"id": "r1", "decision": "approve", "by": "alice"})  # re-delivered
+        await feed(APPROVALS, {"id": "r1", "decision": "reject", "by": "bob"})  # a second person, too late
+        await feed(APPROVAL_REQUESTS, asked(1))  # the loop asks again: nobody has answered this one
+        return [body for v in queue.sent.get("conveyor.p.review", []) if (body := is_resume(v)) is not None]
+
+    resumes = asyncio.run(go())
+    assert [(r["key"], r["decision"], r["by"]) for r in resumes] == [("default/r1|review|0", "approve", "alice")]
+
+
+def test_an_approval_inside_parallel_branches_is_refused_at_load() -> None:
+    flow = """
+name: mapped
+entry: split
+nodes:
+  - name: split
+    step: echo
+    next: [review, other]
+  - name: review
+    step: approval
+    routes: {approved: gather, rejected: $fail, expired: $fail}
+  - name: other
+    step: echo
+    next: gather
+  - name: gather
+    join: {policy: all}
+    step: echo
+"""
+    with pytest.raises(GraphError, match="node 'review', field step: an approval cannot wait inside the branches"):
+        parse(flow, "mapped.yaml")
+
+
+def test_summary_fields_must_be_plain_names() -> None:
+    with pytest.raises(GraphError, match=r"summary field \{items\[0\]\} must be a plain state field name"):
+        parse(FLOW.replace("Refund for {text}", "Refund for {items[0]}"))
