@@ -4,7 +4,8 @@ Each question of ``answers_{tune,test}.jsonl`` goes through the retrieval step a
 generation step, as in the support pipeline. An answer *names an expected API* when one of the
 question's ``apis`` appears in it as a name (``json.loads``; ``Counter.most_common`` also matches
 ``collections.Counter.most_common``); it *cites a right page* when one of its citations is one of
-the question's ``pages``. Generation time is recorded, not judged (benchmarks never assert time).
+the question's ``pages`` (``page_retrieved``: the share where retrieval offered one, its ceiling).
+Generation time is recorded, not judged (benchmarks never assert time).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class Outcome:
     apis: list[str]
     pages: list[str]
     generation_ms: float
+    retrieved: list[str]
+
+    @property
+    def page_retrieved(self) -> bool:
+        """Whether retrieval offered a right page at all (the most ``cites_page`` can reach)."""
+        return any(page in self.pages for page in self.retrieved)
 
     @property
     def names_api(self) -> bool:
@@ -68,7 +75,7 @@ async def _answer_all(rows: list[dict[str, Any]]) -> list[Outcome]:
         answer = await generation.run(generation.Input(text=row["question"], passages=found.passages), ctx)
         elapsed = (time.perf_counter() - start) * 1000
         out.append(Outcome(row["question"], answer.answer, [c.source for c in answer.citations], row["apis"],
-                           row["pages"], elapsed))
+                           row["pages"], elapsed, [p.source for p in found.passages]))
     return out
 
 
@@ -85,6 +92,7 @@ def rows_for(split: str, results: list[Outcome]) -> list[Row]:
             failures=[f"{r.question!r} (expected {r.apis[0]}) -> {r.answer[:110]!r}" for r in named[:5]]),
         Row(AREA, "cites_page", round(1 - len(cited) / n, 3), n, split, FLOORS["cites_page"],
             failures=[f"{r.question!r} (expected {r.pages[0]}) -> cited {r.cited}" for r in cited[:5]]),
+        Row(AREA, "page_retrieved", round(sum(r.page_retrieved for r in results) / n, 3), n, split),
         Row(AREA, "generation_p50_ms", round(statistics.median(r.generation_ms for r in results), 1), n, split,
             None, higher_is_better=False),
     ]
