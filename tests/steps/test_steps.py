@@ -155,4 +155,4 @@ def test_extractive_generation_reuses_sentence_vectors(warm: dict[str, Any]) -> 
     first = asyncio.run(provider.generate(GenerationRequest(question="How do I reverse a list?", passages=passages)))
     second = asyncio.run(provider.generate(GenerationRequest(question="How do I reverse a list?", passages=passages)))
     assert first.text == second.text and "[1]" in first.text
-    assert calls == [1, 3, 1]  # query, sentences, then only the new query: the sentences came from the cache
+    assert calls == [1, 2, 1]  # query, the 2 shortlisted sentences, then only the new query: the rest from the cache
