@@ -52,7 +52,7 @@ _TABLE_RULE = re.compile(r"^\s*[=+\-|]{3,}[=+\-| ]*$")
 _ROLE = re.compile(r":[\w:+-]+:`(?P<tilde>~?)(?P<body>[^`<]*?)(?:\s*<(?P<target>[^>]*)>)?`")
 _NAME = re.compile(r"^[A-Za-z_][\w.]*")
 # code that reached prose (a literal block cut off from its "::" by a passage boundary)
-_CODE_LIKE = re.compile(r"(^|\s)#\s|^\s*(def|class|import|from|return|for|while|if)\s[^.]*[:(]|\)\s*:\s|\w\(\w*\)\s*$|\b\w+ = \w+\(")
+_CODE_LIKE = re.compile(r"(^|\s)#\s|^\s*(def|class|import|from|return|for|while|if)\s[^.]*[:(]|\w\([^()]*\)\s*:\s|\w\(\w*\)\s*$|\b\w+ = \w+\(")
 
 
 @dataclass(frozen=True)
