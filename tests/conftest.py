@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 
 from steps import Deps, ResourceConfig, resolve
 from steps.corpus import PYTHON_DOCS
+from tests.loopback import LoopbackChatServer
 
 CORPUS_FILES = (
     "library/json.rst.txt",
@@ -59,7 +59,7 @@ def warm(corpus_dir: Path, index_dir: Path) -> dict[str, Any]:
     return {"deps": deps, **runners}
 
 
-class FakeLLM:
+class FakeLLM(LoopbackChatServer):
     """An OpenAI-compatible chat-completions server on 127.0.0.1, run in a thread.
 
     The requested model name picks the behaviour: ``ok`` answers citing [1]; ``flaky`` fails
@@ -71,73 +71,43 @@ class FakeLLM:
     """
 
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__("fake-llm")
         self.requests: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
         self._limited_at: float | None = None  # loop time of the last 429 of ``ratelimited``
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> FakeLLM:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def _serve(self) -> None:
+    async def completions(self, request: Any) -> Any:
         from aiohttp import web
 
-        async def completions(request: web.Request) -> web.Response:
-            body = await request.json()
-            self.requests.append(body)
-            model = body["model"]
-            n = self.calls[model] = self.calls.get(model, 0) + 1
-            if model == "flaky" and n <= 2:
-                return web.json_response({"error": "overloaded"}, status=503)
-            if model == "refuse" or "please-fail" in str(body["messages"][-1]["content"]):
-                return web.json_response({"error": {"message": "unknown model"}}, status=400)
-            if model == "slow":
-                await asyncio.sleep(2)
-            if model == "hang":
-                await asyncio.sleep(30)
-            if model == "ratelimited":
-                now = asyncio.get_running_loop().time()
-                if self._limited_at is None or now - self._limited_at < 0.95:  # 1 s, less a margin for clocks
-                    self._limited_at = now
-                    error = {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}
-                    return web.json_response(error, status=429, headers={"Retry-After": "1"})
-                self._limited_at = None
-            if model in ("leaky", "leaky-400"):
-                echoed = f"Invalid prompt: {body['messages'][-1]['content']}"
-                error = {"error": {"message": echoed, "type": "invalid_request_error", "code": echoed}}
-                return web.json_response(error, status=500 if model == "leaky" else 400)
-            return web.json_response({
-                "id": "cmpl-1", "object": "chat.completion", "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Use reversed() or list.reverse() [1]."},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 120, "completion_tokens": 12, "total_tokens": 132},
-            })
-
-        async def start() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", completions)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self._ready.set()
-
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        body = await request.json()
+        self.requests.append(body)
+        model = body["model"]
+        n = self.calls[model] = self.calls.get(model, 0) + 1
+        if model == "flaky" and n <= 2:
+            return web.json_response({"error": "overloaded"}, status=503)
+        if model == "refuse" or "please-fail" in str(body["messages"][-1]["content"]):
+            return web.json_response({"error": {"message": "unknown model"}}, status=400)
+        if model == "slow":
+            await asyncio.sleep(2)
+        if model == "hang":
+            await asyncio.sleep(30)
+        if model == "ratelimited":
+            now = asyncio.get_running_loop().time()
+            if self._limited_at is None or now - self._limited_at < 0.95:  # 1 s, less a margin for clocks
+                self._limited_at = now
+                error = {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}
+                return web.json_response(error, status=429, headers={"Retry-After": "1"})
+            self._limited_at = None
+        if model in ("leaky", "leaky-400"):
+            echoed = f"Invalid prompt: {body['messages'][-1]['content']}"
+            error = {"error": {"message": echoed, "type": "invalid_request_error", "code": echoed}}
+            return web.json_response(error, status=500 if model == "leaky" else 400)
+        return web.json_response({
+            "id": "cmpl-1", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Use reversed() or list.reverse() [1]."},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 12, "total_tokens": 132},
+        })
 
 
 @pytest.fixture(scope="session")

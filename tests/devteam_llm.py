@@ -11,15 +11,15 @@ Token counts are a deterministic function of the text (4 characters a token).
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from steps.deps import Deps, ResourceConfig
 from steps.embedding import AsyncEmbedder, MiniLMEmbedder
+
+from tests.loopback import LoopbackChatServer
 
 __all__ = ["Exchange", "Rule", "ScriptedLLM", "deps_for", "tokens"]
 
@@ -57,30 +57,13 @@ class Exchange:
     output_tokens: int
 
 
-class ScriptedLLM:
+class ScriptedLLM(LoopbackChatServer):
     """The server; use as a context manager, or ``start()`` / ``stop()``."""
 
     def __init__(self, rules: list[Rule]) -> None:
+        super().__init__("devteam-llm")
         self.rules = list(rules)
         self.exchanges: list[Exchange] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="devteam-llm")
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> ScriptedLLM:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the scripted LLM server did not start within 10 s")
-        return self
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     def __enter__(self) -> ScriptedLLM:
         return self.start()
@@ -112,26 +95,11 @@ class ScriptedLLM:
                       "total_tokens": prompt_tokens + tokens(reply)},
         }
 
-    def _serve(self) -> None:
+    async def completions(self, request: Any) -> Any:
         from aiohttp import web
 
-        async def completions(request: web.Request) -> web.Response:
-            status, payload = self.answer(await request.json())
-            return web.json_response(payload, status=status)
-
-        async def start() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", completions)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self._ready.set()
-
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
+        status, payload = self.answer(await request.json())
+        return web.json_response(payload, status=status)
 
 
 def deps_for(server: ScriptedLLM | None, index_dir: Path, prices: dict[str, tuple[float, float]] | None = None) -> Deps:

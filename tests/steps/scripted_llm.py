@@ -10,10 +10,11 @@ test can check what the planner sent back (tool results, bad-argument errors)::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from typing import Any
+
+from tests.loopback import LoopbackChatServer
 
 __all__ = ["ScriptedLLM", "answer", "failure", "tool_calls"]
 
@@ -39,21 +40,14 @@ def failure(status: int) -> dict[str, Any]:
     return {"status": status}
 
 
-class ScriptedLLM:
+class ScriptedLLM(LoopbackChatServer):
     """The server, run on its own event loop in a thread (the step under test runs on another loop)."""
 
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__("scripted-llm")
         self.scripts: dict[str, list[dict[str, Any]]] = {}
         self.requests: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def script(self, model: str, replies: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -63,12 +57,6 @@ class ScriptedLLM:
     def calls(self, model: str) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.requests.get(model, []))
-
-    def start(self) -> ScriptedLLM:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the scripted LLM server did not start in 10 s")
-        return self
 
     def _next(self, body: dict[str, Any]) -> dict[str, Any]:
         model = str(body.get("model"))
@@ -80,33 +68,15 @@ class ScriptedLLM:
             script = self.scripts[model]
             return script[min(len(seen), len(script)) - 1]
 
-    def _serve(self) -> None:
+    async def completions(self, request: Any) -> Any:
         from aiohttp import web
 
-        async def completions(request: web.Request) -> web.Response:
-            body = await request.json()
-            reply = self._next(body)
-            if "status" in reply:
-                return web.json_response({"error": {"type": "scripted", "code": reply["status"]}}, status=reply["status"])
-            return web.json_response({
-                "id": "cmpl-scripted", "object": "chat.completion", "model": body["model"],
-                "choices": [{"index": 0, "message": reply["message"], "finish_reason": reply["finish_reason"]}],
-                "usage": {**reply["usage"], "total_tokens": sum(reply["usage"].values())},
-            })
-
-        async def start() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", completions)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self._ready.set()
-
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        body = await request.json()
+        reply = self._next(body)
+        if "status" in reply:
+            return web.json_response({"error": {"type": "scripted", "code": reply["status"]}}, status=reply["status"])
+        return web.json_response({
+            "id": "cmpl-scripted", "object": "chat.completion", "model": body["model"],
+            "choices": [{"index": 0, "message": reply["message"], "finish_reason": reply["finish_reason"]}],
+            "usage": {**reply["usage"], "total_tokens": sum(reply["usage"].values())},
+        })
