@@ -31,8 +31,13 @@ _STOP = frozenset(
     "there their them get got use using used way best python py want need make some any all one more than".split()
 )
 FACT_MATCH_WEIGHT = 0.2  # a name in the question counts, but "list" in "sort a list" must not lead with list()
+BODY_WEIGHT = 0.3  # the best sentence of an API's body, against its opening sentence
+DIRECTION_WEIGHT = 0.15  # "X into Y": an API whose description converts to Y, not to X (chosen on the tune split)
+API_RANK_PRIOR = 0.02  # per rank of the passage an API is documented in (its first one only)
 LEAD_RATIO = 0.2  # an API leads when its score is at least this share of the best sentence's (chosen on the tune split)
 MAX_SIGNATURE = 70
+QUALIFIER_MATCH = 0.5  # "pattern" names ``re.Pattern.flags`` less than "compile" names ``re.compile``
+ABBREVIATION_MATCH = 0.5  # "pretty print" spells ``pprint``: a strong hint, weaker than the name written as code
 _MODULE_PAGE = re.compile(r"library/([a-z_][\w.]*)\.html")
 _THIS_MODULE = re.compile(r"^(This|The) module\b")  # longer signatures are cut at a parameter boundary and end with ", ...)"
 
@@ -150,8 +155,37 @@ def _fact_match(question_tokens: set[str], question: str, fact: ApiFact) -> floa
         return 1.0
     if not question_tokens:
         return 0.0
-    parts = {_stem(part) for part in re.split(r"[._]", fact.name.lower()) if part}
-    return len(parts & question_tokens) / len(question_tokens)
+    own = {_stem(part) for part in short.split("_") if part}  # what the API is: ``compile`` of ``re.compile``
+    qualifier = {_stem(part) for part in re.split(r"[._]", fact.name.lower()) if part} - own  # where it lives
+    covered = sum(1.0 if _covers(w, own) else QUALIFIER_MATCH if _covers(w, qualifier) else 0.0 for w in question_tokens)
+    share = covered / len(question_tokens)
+    return max(ABBREVIATION_MATCH, share) if _abbreviates(short, _WORD.findall(low)) else share
+
+
+def _covers(word: str, parts: set[str]) -> bool:
+    return word in parts or any(_contains(word, part) for part in parts)
+
+
+def _contains(word: str, part: str) -> bool:
+    """A name part inside a longer question word, or the reverse: "precompile" and ``compile``."""
+    return min(len(word), len(part)) >= 5 and (part in word or word in part)
+
+
+def _abbreviates(name: str, words: list[str]) -> bool:
+    """Whether ``name`` is made of prefixes of consecutive words: "pretty print" -> ``pprint``."""
+    name = name.strip("_")
+    if len(name) < 5 or not name.isalpha():
+        return False
+
+    def match(rest: str, i: int) -> bool:
+        if not rest:
+            return True
+        if i >= len(words):
+            return False
+        word = words[i]
+        return any(match(rest[n:], i + 1) for n in range(min(len(word), len(rest)), 0, -1) if rest[:n] == word[:n])
+
+    return any(match(name, start) and name not in words for start in range(len(words)))
 
 
 def named_api(question: str, reading: Reading) -> bool:
@@ -244,18 +278,58 @@ def compose(question: str, reading: Reading, scores: list[float], *, max_sentenc
 def _lead(question: str, question_tokens: set[str], reading: Reading, scores: list[float],
           best_sentence: float) -> tuple[ApiFact, int] | None:
     """The API to lead with and its passage: named by the question, or saying what was asked, ranked high."""
-    best: tuple[float, int, ApiFact] | None = None
+    ranked = api_values(question, question_tokens, reading, scores)
+    if not ranked or ranked[0][0] < best_sentence * LEAD_RATIO:
+        return None
+    return ranked[0][2], ranked[0][1]
+
+
+def api_values(question: str, question_tokens: set[str], reading: Reading,
+               scores: list[float]) -> list[tuple[float, int, ApiFact]]:
+    """Every API of the passages with how well it answers the question, best first: ``(value, passage, fact)``.
+
+    What it does (its opening sentence's score) counts most; then how directly the question names it,
+    whether it converts in the direction asked, and the rank of the first passage documenting it.
+    """
+    out: list[tuple[float, int, ApiFact]] = []
+    source, target = _conversion(question)
+    first: dict[str, int] = {}  # the best-ranked passage documenting each API
     for p, facts in enumerate(reading.facts):
         for order, fact in enumerate(facts):
-            owned = [scores[k] for k, c in enumerate(reading.candidates) if c.owner == fact.name and c.passage == p]
-            # what it does (its first sentence) counts most; a long body must not win by its many sentences
-            said = 0.7 * owned[0] + 0.3 * max(owned) if owned else 0.0
-            value = FACT_MATCH_WEIGHT * _fact_match(question_tokens, question, fact) + said - 0.05 * p - 0.01 * order
-            if best is None or value > best[0]:
-                best = (value, p, fact)
-    if best is None or best[0] < best_sentence * LEAD_RATIO:
-        return None
-    return best[2], best[1]
+            owned = [(scores[k], c.text) for k, c in enumerate(reading.candidates) if c.owner == fact.name and c.passage == p]
+            # a long body must not win by its many sentences
+            said = (1 - BODY_WEIGHT) * owned[0][0] + BODY_WEIGHT * max(s for s, _ in owned) if owned else 0.0
+            value = FACT_MATCH_WEIGHT * _fact_match(question_tokens, question, fact) + said
+            if owned and target:
+                value += DIRECTION_WEIGHT * _direction(owned[0][1], source, target)
+            value -= API_RANK_PRIOR * first.setdefault(fact.name, p) + 0.01 * order
+            out.append((value, p, fact))
+    out.sort(key=lambda v: -v[0])  # stable: the earlier of equals first
+    return out
+
+
+_INTO = re.compile(r"\b(?:into|to|as)\b(?!.*\b(?:into|to|as)\b)", re.IGNORECASE)
+_DESCRIBED_TARGET = re.compile(r"\b(?:into|to|as)\s+(?:an?\s+|the\s+)?((?:[\w`.-]+\s*){1,4})", re.IGNORECASE)
+
+
+def _conversion(question: str) -> tuple[set[str], set[str]]:
+    """For "turn X into Y" questions, the words of X and of Y (both empty otherwise)."""
+    match = _INTO.search(question)
+    if match is None:
+        return set(), set()
+    source, target = set(tokens(question[: match.start()])), set(tokens(question[match.end():]))
+    return (source, target) if source and target else (set(), set())
+
+
+def _direction(description: str, source: set[str], target: set[str]) -> float:
+    """+1 when what an API's opening sentence converts *to* is what the question wants to get, −1 when it is
+    what the question starts from: "python object into json text" is ``dumps`` (… *to* a JSON formatted str),
+    not ``load`` (… *to* a Python object)."""
+    found = _DESCRIBED_TARGET.search(description)
+    if found is None:
+        return 0.0
+    made = set(tokens(found.group(1)))
+    return float(bool(made & target)) - float(bool(made & (source - target)))
 
 
 def _tag(sentence: str, tag: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from steps.answer import compose, lexical_scores, named_api, read_passages
+from steps.answer import Candidate, compose, lexical_scores, named_api, read_passages
 from steps.base import FatalStepError, RetryableStepError, Turn
 from steps.embedding import AsyncEmbedder
 from steps.markup import clean_markup, split_sentences
@@ -362,7 +362,8 @@ class ExtractiveProvider:
 
     def __init__(
         self, embedder: AsyncEmbedder, max_sentences: int = 3, min_score: float = 0.3, cache_size: int = 10_000,
-        rerank: int = 2, rerank_apis: int = 4, lexical_weight: float = 0.4, rank_prior: float = 0.01,
+        rerank: int = 2, rerank_apis: int = 12, lexical_weight: float = 0.4, rank_prior: float = 0.01,
+        name_descriptions: bool = True,
     ) -> None:
         self.embedder = embedder
         self.max_sentences = max_sentences
@@ -372,6 +373,7 @@ class ExtractiveProvider:
         self.rerank_apis = rerank_apis
         self.rank_prior = rank_prior  # per rank of the passage (retrieval order), off a sentence's score
         self.lexical_weight = lexical_weight
+        self.name_descriptions = name_descriptions
         # sentence -> vector: popular pages are retrieved again and again (about 1.5 KB a sentence)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -385,6 +387,13 @@ class ExtractiveProvider:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return np.stack([self._cache[s] for s in sentences])
+
+    def _embedded_text(self, candidate: Candidate, describes: bool) -> str:
+        """What is embedded for a sentence: an API's opening sentence goes with the API's short name
+        (``split: Return a list of the words in the string``), so that the name counts in its meaning."""
+        if describes and self.name_descriptions and candidate.owner:
+            return f"{candidate.owner.rsplit('.', 1)[-1]}: {candidate.text}"
+        return candidate.text
 
     def _count(self, text: str) -> int:
         counter = getattr(self.embedder.embedder, "count_tokens", None)
@@ -412,7 +421,7 @@ class ExtractiveProvider:
         described = sorted(reading.descriptions(), key=lambda k: -(lexical[k] + prior[k]))[: self.rerank_apis]
         shortlist += [k for k in described if k not in shortlist]
         query_vector = (await self.embedder.embed([query]))[0]
-        vectors = await self._sentence_vectors([reading.candidates[k].text for k in shortlist])
+        vectors = await self._sentence_vectors([self._embedded_text(reading.candidates[k], k in described) for k in shortlist])
         cosine = vectors @ query_vector
         w = self.lexical_weight
         scores = [w * (lex + p) for lex, p in zip(lexical, prior, strict=True)]

@@ -255,3 +255,28 @@ def test_extractive_does_not_know_when_passages_are_unrelated() -> None:
     passages = [{"source": "library/json.html", "title": "Basic Usage", "text": JSON_PASSAGE, "score": 0.2}]
     out = asyncio.run(provider.generate(GenerationRequest(question="What is the capital of France?", passages=passages)))
     assert out.text.startswith("I don't know") and out.passages == []
+
+
+def test_extractive_leads_with_the_api_converting_in_the_asked_direction() -> None:
+    provider = extractive()
+    passages = [{"source": "library/json.html", "title": "Basic Usage", "text": JSON_PASSAGE, "score": 0.7}]
+    out = asyncio.run(provider.generate(GenerationRequest(question="turn a python object into json text", passages=passages)))
+    assert out.text.startswith("`json.dumps("), out.text
+
+
+def test_api_names_match_abbreviations_and_word_parts_more_than_qualifiers() -> None:
+    from steps.answer import _abbreviates, _conversion, _direction, _fact_match, tokens
+    from steps.markup import ApiFact
+
+    def match(question: str, name: str) -> float:
+        return _fact_match(set(tokens(question)), question, ApiFact("function", name, name + "()"))
+
+    assert _abbreviates("pprint", ["pretty", "print", "a", "dict"]) and _abbreviates("getcwd", ["get", "current", "working", "dir"])
+    assert not _abbreviates("pp", ["pretty", "print"]) and not _abbreviates("print", ["print", "it"])
+    assert match("pretty print nested dict", "pprint.pprint") > match("pretty print nested dict", "pprint.pp")
+    assert match("precompile a regex pattern", "re.compile") > match("precompile a regex pattern", "re.Pattern.flags") > 0
+    assert match("sort a list", "list.sort") > max(match("sort a list", "sorted"), match("sort a list", "list"))
+    source, target = _conversion("convert python object into json text")
+    assert _direction("Serialize obj to a JSON formatted str.", source, target) == 1.0
+    assert _direction("Deserialize fp to a Python object.", source, target) == -1.0
+    assert _conversion("how do i sort a list") == (set(), set())
