@@ -3,7 +3,8 @@
 Reading order: ``app`` (settings, app factory) → ``topics`` → ``envelope`` (wire formats) →
 ``graph`` / ``pipeline_file`` / ``builder`` (pipeline specs) → ``topology`` (specs → Faust apps) →
 ``faust_adapter`` / ``acks`` / ``dispatch`` (agents, ordered acks) → ``ingress`` / ``processor`` /
-``joins`` / ``ledger`` (one message) → ``outputs`` / ``state`` / ``privacy`` → ``policy`` →
+``joins`` / ``parking`` / ``approvals`` / ``budget`` / ``spend`` / ``ledger`` (one message) → ``outputs`` /
+``state`` / ``privacy`` → ``policy`` →
 ``metrics`` / ``tracing`` → ``worker`` / ``directory`` → ``broker`` / ``tansu`` (embedded broker)
 → ``client`` / ``cli`` / ``replay``; ``testing`` runs a pipeline in-process.
 
