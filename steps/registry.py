@@ -32,7 +32,6 @@ Tools (``@tool``, ``tools()``) live in :mod:`steps.toolbox` and are re-exported 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 import re
@@ -48,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from steps.runner import StepNotWarmedError, StepRunner
 from steps.runner import where as _where
 from steps.toolbox import ToolArgumentsError, ToolDef, ToolDefinitionError, tool, tools
+from steps.workdir import import_from_workdir
 
 __all__ = [
     "DuplicateStepError",
@@ -337,11 +337,8 @@ def registered() -> dict[str, StepDef]:
 
 def _import(module: str, ref: str) -> Any:
     cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)  # a user's steps live in the folder the worker runs from
-    importlib.invalidate_caches()
     try:
-        return importlib.import_module(module)
+        return import_from_workdir(module)  # a user's steps live in the folder the worker runs from
     except ModuleNotFoundError as exc:
         if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
             raise StepImportError(

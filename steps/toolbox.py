@@ -29,18 +29,17 @@ them by type. A pipeline names a tool by its registered name or as ``module:func
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import math
-import os
 import re
-import sys
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from steps.workdir import import_from_workdir
 
 if TYPE_CHECKING:  # by name only at run time: the registry must not pull in the models and clients
     from steps.base import StepContext
@@ -245,11 +244,8 @@ def resolve_tool(ref: str) -> ToolDef:
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:
         raise UnknownToolError(f"tool {ref!r}: write module:function, e.g. mytools:lookup")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)  # a user's tools live in the folder the worker runs from, like their steps
     try:
-        module = importlib.import_module(module_name)
+        module = import_from_workdir(module_name)  # a user's tools live in the folder the worker runs from
     except ImportError as exc:
         raise UnknownToolError(
             f"tool {ref!r}: importing {module_name!r} failed ({exc}); run the worker from the folder that holds "
