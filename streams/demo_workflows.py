@@ -24,7 +24,7 @@ import click
 from streams.app import Settings
 from streams.client import Client
 from streams.envelope import Result
-from streams.report import print_output
+from streams.report import print_body
 from streams.topics import RESULTS
 
 __all__ = ["WORKFLOWS", "run_workflows"]
@@ -41,15 +41,7 @@ def _header(title: str) -> None:
 
 def _show(result: Result, seconds: float) -> None:
     click.echo(f"status: {result.status}   {seconds * 1000:.0f} ms end to end   route: {' → '.join(result.route)}")
-    if result.answer:
-        click.echo(f"\n{result.answer}\n")
-    for i, c in enumerate(result.citations, 1):
-        click.echo(f"[{i}] {c.source} — {c.title} (score {c.score:.2f})")
-    if result.error:
-        click.echo(f"error: {result.error}")
-    if result.output:
-        click.echo("output:")
-        print_output(result.output)
+    print_body(result)
 
 
 async def _ask(settings: Settings, request: dict[str, Any], timeout_s: float, pending: bool = False) -> Result:
@@ -76,22 +68,23 @@ def _approve(bootstrap: str, rid: str) -> str:
     return done.stdout.strip()
 
 
+def _ask_and_show(settings: Settings, run_id: str, pipeline: str, text: str, timeout_s: float) -> None:
+    """One request of ``pipeline``, shown as ``conveyor ask`` would be typed, with its result."""
+    click.echo(f"$ conveyor ask --pipeline {pipeline} {text!r}")
+    t = time.time()
+    request = {"id": f"demo-{run_id}-{pipeline}", "text": text, "pipeline": pipeline, "tenant": "acme"}
+    result = asyncio.run(_ask(settings, request, timeout_s))
+    _show(result, time.time() - t)
+
+
 def _research(settings: Settings, run_id: str, timeout_s: float) -> None:
     _header("research: Python docs + WordNet in parallel, findings map, cited synthesis, fact-check")
-    click.echo(f"$ conveyor ask --pipeline research {RESEARCH_QUESTION!r}")
-    t = time.time()
-    result = asyncio.run(_ask(settings, {"id": f"demo-{run_id}-research", "text": RESEARCH_QUESTION,
-                                         "pipeline": "research", "tenant": "acme"}, timeout_s))
-    _show(result, time.time() - t)
+    _ask_and_show(settings, run_id, "research", RESEARCH_QUESTION, timeout_s)
 
 
 def _assistant(settings: Settings, run_id: str, timeout_s: float) -> None:
     _header("assistant: the planner picks tools (calculator, dates, docs search...), each call a span")
-    click.echo(f"$ conveyor ask --pipeline assistant {TOOLS_QUESTION!r}")
-    t = time.time()
-    result = asyncio.run(_ask(settings, {"id": f"demo-{run_id}-assistant", "text": TOOLS_QUESTION,
-                                         "pipeline": "assistant", "tenant": "acme"}, timeout_s))
-    _show(result, time.time() - t)
+    _ask_and_show(settings, run_id, "assistant", TOOLS_QUESTION, timeout_s)
 
 
 def _onboarding(settings: Settings, run_id: str, run_dir: Path, timeout_s: float) -> None:
@@ -121,12 +114,8 @@ def _devteam(settings: Settings, run_id: str, timeout_s: float) -> None:
     if not configured:
         click.echo("no LLM configured: the pipeline refuses rather than fake its agents (it would run with "
                    "CONVEYOR_LLM_PROVIDER=openai CONVEYOR_LLM_BASE_URL=...)")
-    click.echo(f"$ conveyor ask --pipeline devteam {FEATURE!r}")
-    t = time.time()
-    request = {"id": f"demo-{run_id}-devteam", "text": FEATURE, "pipeline": "devteam", "tenant": "acme",
-               "deadline_ms": 900_000}
-    result = asyncio.run(_ask(settings, request, timeout_s if not configured else max(timeout_s, 900)))
-    _show(result, time.time() - t)
+    # the pipeline file gives its requests a 15-minute deadline; a real model's answer is waited for as long
+    _ask_and_show(settings, run_id, "devteam", FEATURE, timeout_s if not configured else max(timeout_s, 900))
 
 
 def run_workflows(settings: Settings, run_id: str, run_dir: Path, timeout_s: float) -> None:

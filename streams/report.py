@@ -10,7 +10,7 @@ import click
 
 from streams.envelope import Result
 
-__all__ = ["STEP_ORDER", "histogram_p50", "print_output", "print_result", "print_steps", "print_table", "print_waterfall"]
+__all__ = ["STEP_ORDER", "histogram_p50", "print_body", "print_output", "print_result", "print_steps", "print_table", "print_waterfall"]
 
 STEP_ORDER = ("ingress", "classification", "retrieval", "generation", "safety")
 
@@ -22,6 +22,14 @@ def _short(text: str | None, width: int) -> str:
 
 def print_result(result: Result, spans: list[dict[str, Any]]) -> None:
     click.echo(f"status: {result.status}   intent: {result.intent}   route: {' → '.join(result.route)}")
+    print_body(result)
+    click.echo(f"\nlatency {result.latency_ms:.0f} ms, tokens {result.usage.input_tokens}+{result.usage.output_tokens}, "
+               f"cost ${result.usage.cost_usd:.6f}, trace {result.trace_id}")
+    print_waterfall(spans)
+
+
+def print_body(result: Result) -> None:
+    """Answer, error, citations, safety verdict and ``output`` of a result, for people."""
     if result.answer:
         click.echo(f"\n{result.answer}\n")
     if result.error:
@@ -33,9 +41,6 @@ def print_result(result: Result, spans: list[dict[str, Any]]) -> None:
     if result.output:
         click.echo("output:")
         print_output(result.output)
-    click.echo(f"\nlatency {result.latency_ms:.0f} ms, tokens {result.usage.input_tokens}+{result.usage.output_tokens}, "
-               f"cost ${result.usage.cost_usd:.6f}, trace {result.trace_id}")
-    print_waterfall(spans)
 
 
 def _compact(value: Any, width: int) -> str:
