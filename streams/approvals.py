@@ -32,7 +32,7 @@ from streams.outputs import Outputs
 from streams.state import StateTable
 from streams.topics import APPROVAL_DECISIONS, APPROVAL_REQUESTS, APPROVALS, step_topic
 
-__all__ = ["ApprovalRequest", "ApprovalRouter", "DecisionIn", "RESUME", "is_resume", "resume_message", "undecided",
+__all__ = ["ApprovalRequest", "ApprovalRouter", "DecisionIn", "RESUME", "expiry_message", "is_resume", "resume_message", "undecided",
            "waiting"]
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,11 @@ def resume_message(parked_key: str, decision: str, by: str, comment: str = "", a
     """The message that resumes a parked request at its approval node."""
     body = {"key": parked_key, "decision": decision, "by": by, "comment": comment, "at": at or time.time()}
     return orjson.dumps({RESUME: body})
+
+
+def expiry_message(parked_key: str, now: float) -> bytes:
+    """The resume that expires a parked request nobody decided within its ``timeout_s``."""
+    return resume_message(parked_key, "expired", "timeout", "nobody decided in time", now)
 
 
 def is_resume(value: bytes | None) -> dict[str, Any] | None:

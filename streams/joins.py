@@ -14,7 +14,7 @@ from typing import Any, Literal
 from streams.envelope import Envelope, Frame, Usage
 from streams.graph import Join
 
-__all__ = ["Decision", "base_envelope", "decide", "join_input", "new_buffer", "record"]
+__all__ = ["Decision", "base_envelope", "decide", "join_input", "new_buffer", "record", "tick_envelope"]
 
 Decision = Literal["wait", "fire", "fail"]
 
@@ -46,6 +46,14 @@ def new_buffer(env: Envelope) -> dict[str, Any]:
         "base": base.model_dump(mode="json"),
         "frame": {**frame.model_dump(mode="json"), "local": {}, "last": {}, "failed": None},
     }
+
+
+def tick_envelope(buffer: dict[str, Any]) -> Envelope:
+    """The timeout tick of a waiting buffer: its fan-out's envelope and frame, marked ``tick`` (no branch)."""
+    env = Envelope.model_validate(buffer["base"])
+    env.frames.append(Frame.model_validate(buffer["frame"]))
+    env.tick = True
+    return env
 
 
 def record(buffer: dict[str, Any], frame: Frame, route: list[str], usage: Usage) -> dict[str, Any]:

@@ -29,10 +29,11 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
+from streams import joins
 from streams.app import Settings
-from streams.approvals import ApprovalRouter, resume_message, waiting
+from streams.approvals import ApprovalRouter, expiry_message, waiting
 from streams.budget import check_tiers, gate_for
-from streams.envelope import DeadLetter, Envelope, Frame, Result, encode
+from streams.envelope import DeadLetter, Result, encode
 from streams.graph import GraphSpec, analyse
 from streams.ingress import IngressProcessor
 from streams.ledger import LedgerProcessor
@@ -245,13 +246,9 @@ def _next_timer(spec: GraphSpec, joins: dict[str, MemoryTable], parked: dict[str
     clock.offset += max(0.0, at - clock() + 0.001)
     if kind == "approval":
         key, entry = item
-        value = resume_message(key, "expired", "timeout", "nobody decided in time", clock())
-        queue.pending.append(Message(step_topic(spec.name, node), None, value, 0, clock()))
+        queue.pending.append(Message(step_topic(spec.name, node), None, expiry_message(key, clock()), 0, clock()))
         return True
-    env = Envelope.model_validate(item["base"])
-    env.frames.append(Frame.model_validate(item["frame"]))
-    env.tick = True
-    queue.pending.append(Message(step_topic(spec.name, node), None, encode(env), 0, clock()))
+    queue.pending.append(Message(step_topic(spec.name, node), None, encode(joins.tick_envelope(item)), 0, clock()))
     return True
 
 

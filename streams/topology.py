@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from streams import approvals, faust_adapter
+from streams import approvals, faust_adapter, joins
 from streams.app import Settings, create_app
 from streams.budget import BudgetGate, check_tiers, gate_for
-from streams.envelope import Envelope, Frame, encode
+from streams.envelope import encode
 from streams.errors import ConfigError
 from streams.graph import TERMINALS, GraphSpec, analyse
 from streams.ingress import Directory, IngressProcessor
@@ -133,60 +133,53 @@ def _with_sweeps(app: Any, tables: list[tuple[str, ExpiringTable]], interval_s: 
     app.timer(interval_s, on_leader=False, name=f"{app.conf.id}-sweep")(sweep)
 
 
-def _with_join_ticks(app: Any, outputs: Outputs, pipeline: str, node: str, buffers: ExpiringTable, interval_s: float) -> None:
-    """Fire joins whose timeout passed even when no branch arrives: a tick message to the join's own topic.
-
-    The tick is keyed by the session, so it reaches the partition (and the worker) that owns the
-    buffer and is handled in order with the branches; a tick for a join that already fired is
-    ignored, so ticking again after a restart is harmless.
-    """
-    ticked: set[str] = set()
-
-    async def tick() -> None:
-        now = time.time()
-        for key, buffer, _ in buffers.values():
-            if buffer.get("fired") or key in ticked or buffer.get("deadline") is None or buffer["deadline"] > now:
-                continue
-            try:
-                env = Envelope.model_validate(buffer["base"])
-                env.frames.append(Frame.model_validate(buffer["frame"]))
-                env.tick = True
-                await outputs.send_and_wait(step_topic(pipeline, node), env.request.session_key(), encode(env))
-            except Exception:  # noqa: BLE001 - tried again on the next tick; it must not stop the app
-                log.exception("%s: timeout tick for %s failed", node, key)
-                continue
-            ticked.add(key)
-        if len(ticked) > 100_000:
-            ticked.clear()
-
-    app.timer(interval_s, on_leader=False, name=f"{app.conf.id}-join-ticks")(tick)
+Due = Callable[[str, Any, float], "tuple[str, bytes] | None"]  # (key, entry, now) -> (session key, message) when due
 
 
-def _with_approval_expiry(app: Any, outputs: Outputs, pipeline: str, node: str, parked: ExpiringTable,
-                          interval_s: float) -> None:
-    """Expire parked approvals whose ``timeout_s`` passed: an ``expired`` resume to the node's own topic.
+def _with_timer(app: Any, outputs: Outputs, topic: str, table: ExpiringTable, interval_s: float, due: Due,
+                what: str) -> None:
+    """Send each due entry of ``table`` its message on ``topic`` (the node's own), once, even when nothing arrives.
 
-    Keyed by the session, like the request it resumes; one that arrives after a person's decision is
-    ignored (the parked entry says it is done), so expiring again after a restart is harmless.
+    The message is keyed by the session, so it reaches the partition (and the worker) that owns the
+    entry and is handled in order with the node's other messages; the node ignores one for an entry
+    that has moved on (a join that fired, an approval decided), so sending again after a restart is
+    harmless. A failed send is tried again on the next tick.
     """
     sent: set[str] = set()
 
     async def tick() -> None:
         now = time.time()
-        for key, entry, _ in parked.values():
-            if entry.get("done") or key in sent or float(entry.get("expires_at", now + 1)) > now:
+        for key, entry, _ in table.values():
+            if key in sent:
                 continue
             try:
-                value = approvals.resume_message(key, "expired", "timeout", "nobody decided in time", now)
-                await outputs.send_and_wait(step_topic(pipeline, node), str(entry["session_key"]), value)
+                message = due(key, entry, now)
+                if message is None:
+                    continue
+                await outputs.send_and_wait(topic, *message)
             except Exception:  # noqa: BLE001 - tried again on the next tick; it must not stop the app
-                log.exception("%s: expiring %s failed", node, key)
+                log.exception("%s: %s for %s failed", topic, what, key)
                 continue
             sent.add(key)
         if len(sent) > 100_000:
             sent.clear()
 
-    app.timer(interval_s, on_leader=False, name=f"{app.conf.id}-approval-expiry")(tick)
+    app.timer(interval_s, on_leader=False, name=f"{app.conf.id}-{what.replace(' ', '-')}")(tick)
+
+
+def _join_tick_due(key: str, buffer: Any, now: float) -> tuple[str, bytes] | None:
+    """A join whose timeout passed: a tick, so that it fires even when no branch arrives."""
+    if buffer.get("fired") or buffer.get("deadline") is None or buffer["deadline"] > now:
+        return None
+    env = joins.tick_envelope(buffer)
+    return env.request.session_key(), encode(env)
+
+
+def _approval_expiry_due(key: str, entry: Any, now: float) -> tuple[str, bytes] | None:
+    """A parked approval whose ``timeout_s`` passed: an ``expired`` resume."""
+    if entry.get("done") or float(entry.get("expires_at", now + 1)) > now:
+        return None
+    return str(entry["session_key"]), approvals.expiry_message(key, now)
 
 
 def _waiting(value: Any, now: float) -> bool:
@@ -297,12 +290,14 @@ def compile(
             if node.join is not None:
                 tables.joins = expiring(app, JOIN_BUFFER, component, settings.state_ttl_s, keep=_waiting)
                 swept.append((JOIN_BUFFER, tables.joins))
-                _with_join_ticks(app, outputs, spec.name, node.name, tables.joins, settings.join_tick_s)
+                _with_timer(app, outputs, step_topic(spec.name, node.name), tables.joins, settings.join_tick_s,
+                            _join_tick_due, "join ticks")
             if getattr(step, "parks", False):
                 tables.parked = expiring(app, PARKED_APPROVALS, component, settings.state_ttl_s,
                                          keep=approvals.undecided)
                 swept.append((PARKED_APPROVALS, tables.parked))
-                _with_approval_expiry(app, outputs, spec.name, node.name, tables.parked, settings.join_tick_s)
+                _with_timer(app, outputs, step_topic(spec.name, node.name), tables.parked, settings.join_tick_s,
+                            _approval_expiry_due, "approval expiry")
                 outputs.topic(APPROVAL_REQUESTS)
             # where it forwards, the join its branches end at (a branch's failure goes there), its own topic (ticks)
             targets = {*node.targets(), node.name, *([info.join_of[node.name]] if node.name in info.join_of else [])}
