@@ -102,9 +102,8 @@ class _RulesFile(BaseModel):
     rules: list[Rule] = Field(min_length=1)
 
 
-@dataclass(frozen=True)
-class Case:
-    """What the rules look at (no raw image, no e-mail)."""
+class Case(StepModel):
+    """What the rules look at (no raw image, no e-mail); also the decide step's input, read from the state."""
 
     given_names: str
     surname: str
@@ -224,14 +223,8 @@ def load_rules(path: Path) -> RuleSet:
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "data" / "onboarding_rules.yaml"
 
 
-class DecideInput(StepModel):
-    given_names: str
-    surname: str
-    date_of_birth: date
-    expiry_date: date
-    nationality: str
-    risk_score: float
-    mrz_valid: bool = True
+class DecideInput(Case):
+    """The decide step's input: the case, as the earlier steps left it in the state."""
 
 
 class DecideOutput(StepModel):
@@ -256,9 +249,6 @@ class Decide:
         if self.rules is None:
             await self.warm_up(None)
         assert self.rules is not None
-        case = Case(given_names=input.given_names, surname=input.surname, date_of_birth=input.date_of_birth,
-                    expiry_date=input.expiry_date, nationality=input.nationality, risk_score=input.risk_score,
-                    mrz_valid=input.mrz_valid)
-        decision = self.rules.decide(case)
+        decision = self.rules.decide(input)
         return DecideOutput(route=decision.outcome, decision=decision.outcome,
                             reasons="; ".join(decision.reasons) or "all rules passed", failed_rules=decision.failed)
