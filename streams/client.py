@@ -13,6 +13,7 @@ import orjson
 from streams.app import Settings
 from streams.envelope import Request, Result, new_request_id, session_key
 from streams.errors import BrokerUnreachableError, MessageTooLargeError, ResultTimeoutError
+from streams.tansu import unread
 from streams.topics import REQUESTS, RESULTS, TRACES
 
 __all__ = ["Client"]
@@ -154,8 +155,7 @@ class Client:
             while True:
                 for records in (await consumer.getmany(timeout_ms=200)).values():
                     out.extend((record.key, record.value) for record in records)
-                behind = [tp for tp in tps if await consumer.position(tp) < max(ends[tp], consumer.highwater(tp) or 0)
-                          or (consumer.highwater(tp) is None and ends[tp] > 0)]
+                behind = await unread(consumer, tps, ends)
                 if not behind:
                     return out
                 if time.monotonic() >= deadline:

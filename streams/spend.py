@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from streams.envelope import request_key
+from streams.tansu import unread
 from streams.topics import LEDGER
 
 __all__ = ["TENANT_SPEND", "LedgerFollower", "SpendView", "utc_day"]
@@ -216,9 +217,7 @@ class LedgerFollower:
         ends = await self._consumer.end_offsets(tps)
         while time.monotonic() - started < self.catch_up_cap_s:
             await self._poll(300)
-            behind = [tp for tp in tps
-                      if await self._consumer.position(tp) < max(ends[tp], self._consumer.highwater(tp) or 0)]
-            if not behind and all(self._consumer.highwater(tp) is not None or ends[tp] == 0 for tp in tps):
+            if not await unread(self._consumer, tps, ends):
                 return
         log.warning("spend view: %s not read to its end within %.0fs; following from here", LEDGER, self.catch_up_cap_s)
 

@@ -29,6 +29,7 @@ __all__ = [
     "cluster_id",
     "is_embedded",
     "true_highwaters",
+    "unread",
 ]
 
 EMBEDDED_CLUSTER_ID = "conveyor-embedded"
@@ -62,6 +63,22 @@ async def is_embedded(mode: str, bootstrap_servers: list[str], **client_kwargs: 
     if mode in ("yes", "no"):
         return mode == "yes"
     return (await cluster_id(bootstrap_servers, **client_kwargs)) in TANSU_CLUSTER_IDS
+
+
+async def unread(consumer: Any, partitions: Iterable[Any], listed_ends: Mapping[Any, int]) -> list[Any]:
+    """The partitions an assigned aiokafka ``consumer`` has not yet read to their true end.
+
+    ``listed_ends`` are ``end_offsets`` (ListOffsets), only a lower bound on Tansu; the end is the
+    larger of that and the high watermark the fetch responses report. A partition with records whose
+    high watermark no fetch has reported yet counts as unread.
+    """
+    out = []
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if (await consumer.position(tp) < max(listed_ends[tp], highwater or 0)
+                or (highwater is None and listed_ends[tp] > 0)):
+            out.append(tp)
+    return out
 
 
 async def true_highwaters(bootstrap_servers: list[str], partitions: Iterable[Any], **client_kwargs: Any) -> dict[Any, int]:

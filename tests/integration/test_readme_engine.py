@@ -4,7 +4,6 @@ outside the repository, run unchanged in-process and on a worker against the rea
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -14,16 +13,9 @@ from typing import Any
 
 import pytest
 
+from tests.readme import snippet
+
 pytestmark = pytest.mark.integration
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def snippet(first_line: str) -> str:
-    """The fenced block of the README whose first line is ``first_line``."""
-    for block in re.findall(r"```(?:python|yaml)\n(.*?)```", README.read_text(encoding="utf-8"), re.S):
-        if block.startswith(first_line):
-            return str(block)
-    raise AssertionError(f"README has no block starting with {first_line!r}")
 
 
 @pytest.fixture

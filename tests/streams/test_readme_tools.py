@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def snippet(first_line: str) -> str:
-    for block in re.findall(r"```(?:python|yaml)\n(.*?)```", README.read_text(encoding="utf-8"), re.S):
-        if block.startswith(first_line):
-            return str(block)
-    raise AssertionError(f"README has no block starting with {first_line!r}")
+from tests.readme import snippet
 
 
 def test_readme_tool_and_planner_pipeline_run_offline(tmp_path: Path) -> None:
